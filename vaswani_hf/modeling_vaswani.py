@@ -1,0 +1,728 @@
+"""The Transformer of "Attention Is All You Need" (Vaswani et al., 2017) as a transformers model.
+
+Read top to bottom in the paper's order: scaled dot-product attention (§3.2.1), multi-head attention (§3.2.2),
+the position-wise feed-forward network (§3.3), embeddings (§3.4), positional encodings (§3.5), the encoder and
+decoder layers and stacks (§3.1), then the transformers plumbing and the paper's decoding (§6.1).
+
+Shape legend: B batch, S source length, T target length (the new decoder positions of this call), L key length
+(S for cross-attention, past + T for cached decoder self-attention), H heads, D head dim (d_k = d_v = d_model / H),
+d d_model, V vocabulary size.
+"""
+
+import copy
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation import GenerationConfig, GenerationMixin, LogitsProcessor, LogitsProcessorList
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import can_return_tuple
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .configuration_vaswani import VaswaniConfig
+# Imported so that loading this file as remote code always fetches the pipeline file too, and saving can copy it.
+from .pipeline_translation import TranslationPipeline  # noqa: F401
+
+# The files a saved directory needs to load without this package (see configuration_vaswani.AUTO_MAP).
+REMOTE_CODE_FILES = ("configuration_vaswani.py", "modeling_vaswani.py", "pipeline_translation.py")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# §3.2.1 Scaled dot-product attention
+# ---------------------------------------------------------------------------------------------------------------------
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 1: softmax(Q K^T / sqrt(d_k)) V.
+
+    `attention_mask` is additive (0 where allowed, a large negative number where masked), as transformers'
+    mask builders make it; the sdpa and flash kernels registered in `ALL_ATTENTION_FUNCTIONS` compute the same.
+    Returns the output as (B, T, H, D), the layout every attention interface returns, and the weights (B, H, T, L).
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, D) @ (B, H, D, L) -> (B, H, T, L)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    # Softmax in float32: in half precision a masked score near the dtype's minimum would otherwise underflow badly.
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value)  # (B, H, T, L) @ (B, H, L, D) -> (B, H, T, D)
+    return output.transpose(1, 2).contiguous(), weights  # (B, T, H, D)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# §3.2.2 Multi-head attention
+# ---------------------------------------------------------------------------------------------------------------------
+class VaswaniAttention(nn.Module):
+    """MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O with head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
+
+    The h projections of each of Q, K and V are one d x d matrix (h blocks of d x d_k side by side). Self-attention
+    stacks W^Q, W^K and W^V into one (3d, d) weight, laid out as `torch.nn.MultiheadAttention.in_proj_weight`, so one
+    matmul projects all three; cross-attention projects queries from the decoder and stacks W^K and W^V over the
+    encoder output, which is computed once per sequence and cached for every decoding step.
+    """
+
+    def __init__(self, config: VaswaniConfig, layer_idx: int, is_causal: bool = False, is_cross_attention: bool = False):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        # Read by the sdpa/flash interfaces: without it they assume causal attention.
+        self.is_causal = is_causal
+        self.is_cross_attention = is_cross_attention
+        self.num_heads = config.num_heads
+        self.head_dim = config.d_model // config.num_heads
+        self.scaling = self.head_dim**-0.5  # 1 / sqrt(d_k)
+        self.dropout = config.attention_dropout
+        if is_cross_attention:
+            self.q_proj = nn.Linear(config.d_model, config.d_model)
+            self.kv_proj = nn.Linear(config.d_model, 2 * config.d_model)
+        else:
+            self.qkv_proj = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out_proj = nn.Linear(config.d_model, config.d_model)  # W^O
+
+    def _split_heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        """Splits a fused projection [X W^Q; X W^K; ...] of `parts` blocks into per-head tensors (B, H, n, D)."""
+        x = x.view(*x.shape[:-1], parts, self.num_heads, self.head_dim)  # (B, n, parts * d) -> (B, n, parts, H, D)
+        return x.permute(2, 0, 3, 1, 4).unbind(0)  # -> (parts, B, H, n, D) -> parts x (B, H, n, D)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_value_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`hidden_states` (B, T, d) gives the queries; keys and values come from `key_value_states` (B, S, d) in
+        cross-attention, else from `hidden_states` itself. Returns the output (B, T, d) and, from the eager kernel,
+        the attention weights (B, H, T, L)."""
+        if self.is_cross_attention:
+            (query,) = self._split_heads(self.q_proj(hidden_states), 1)  # (B, H, T, D)
+            cache = past_key_values.cross_attention_cache if past_key_values is not None else None
+            if past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
+                key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values  # (B, H, S, D)
+            else:
+                key, value = self._split_heads(self.kv_proj(key_value_states), 2)  # (B, H, S, D) x 2
+                if cache is not None:
+                    key, value = cache.update(key, value, self.layer_idx)
+                    past_key_values.is_updated[self.layer_idx] = True
+        else:
+            query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D) x 3
+            if past_key_values is not None:
+                key, value = past_key_values.self_attention_cache.update(key, value, self.layer_idx)  # (B, H, L, D)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        output = output.reshape(*hidden_states.shape[:-1], -1)  # (B, T, H, D) -> (B, T, d): Concat(head_1..head_h)
+        return self.out_proj(output), weights
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# §3.3 Position-wise feed-forward network
+# ---------------------------------------------------------------------------------------------------------------------
+class VaswaniFeedForward(nn.Module):
+    """Eq. 2: FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, applied to each position separately and identically."""
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, config.d_ff)  # (B, n, d) -> (B, n, d_ff)
+        self.fc2 = nn.Linear(config.d_ff, config.d_model)  # (B, n, d_ff) -> (B, n, d)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(hidden_states)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# §3.4 Embeddings and §3.5 positional encoding
+# ---------------------------------------------------------------------------------------------------------------------
+class VaswaniSinusoidalPositions(nn.Module):
+    """§3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model)).
+
+    Sines and cosines interleave, as in the formula (tensor2tensor and Marian concatenate them instead). The table is
+    a non-persistent buffer: never saved, rebuilt by `_init_weights` when a model is loaded.
+    """
+
+    def __init__(self, num_positions: int, d_model: int):
+        super().__init__()
+        self.register_buffer("table", self.create_table(num_positions, d_model), persistent=False)
+
+    @staticmethod
+    def create_table(num_positions: int, d_model: int) -> torch.Tensor:
+        position = torch.arange(num_positions, dtype=torch.float64).unsqueeze(1)  # (P, 1)
+        inv_freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d/2,): 1/10000^(2i/d)
+        angles = position * inv_freq  # (P, 1) * (d/2,) -> (P, d/2)
+        table = torch.stack((angles.sin(), angles.cos()), dim=-1)  # (P, d/2, 2)
+        return table.flatten(1).float()  # (P, d): sin, cos, sin, cos, ...
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return self.table[position_ids]  # (n,) -> (n, d)
+
+
+class VaswaniEmbeddings(nn.Module):
+    """§3.4 and §3.5: token embedding * sqrt(d_model) + positional encoding, then dropout (§5.4).
+
+    The token embedding matrix is tied (by `_tied_weights_keys`) between encoder, decoder and the pre-softmax
+    projection unless `tie_word_embeddings=False`. The sqrt(d_model) factor matters because of that tie: the matrix is
+    initialised with std d_model^-0.5 to suit the output projection, and the factor brings the embeddings back to
+    unit scale next to the positional encodings, whose entries lie in [-1, 1].
+    """
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.scale = math.sqrt(config.d_model)
+        if config.position_embedding_type == "learned":  # Table 3 row (E)
+            self.embed_positions = nn.Embedding(config.max_position_embeddings, config.d_model)
+        else:
+            self.embed_positions = VaswaniSinusoidalPositions(config.max_position_embeddings, config.d_model)
+        self.max_positions = config.max_position_embeddings
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, offset: int = 0) -> torch.Tensor:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, n) -> (B, n, d)
+        length = inputs_embeds.shape[1]
+        if offset + length > self.max_positions:
+            raise ValueError(
+                f"Sequence of {offset + length} positions is longer than max_position_embeddings="
+                f"{self.max_positions}: truncate the input (tokenizer(..., truncation=True)) or lower max_new_tokens."
+            )
+        positions = self.embed_positions(torch.arange(offset, offset + length, device=inputs_embeds.device))  # (n, d)
+        return self.dropout(inputs_embeds * self.scale + positions)  # (B, n, d) + (n, d) -> (B, n, d)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# §3.1 Encoder and decoder layers
+# ---------------------------------------------------------------------------------------------------------------------
+class VaswaniSublayer(nn.Module):
+    """§3.1 and §5.4: LayerNorm(x + Dropout(Sublayer(x))), the paper's post-norm residual connection.
+
+    With `norm_first=True` it is x + Dropout(Sublayer(LayerNorm(x))) (pre-norm), a documented deviation.
+    """
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.norm_first = config.norm_first
+
+    def forward(self, x: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if self.norm_first:
+            return x + self.dropout(sublayer(self.norm(x)))
+        return self.norm(x + self.dropout(sublayer(x)))
+
+
+class VaswaniEncoderLayer(GradientCheckpointingLayer):
+    """§3.1: multi-head self-attention, then the feed-forward network, each in a residual sub-layer."""
+
+    def __init__(self, config: VaswaniConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = VaswaniAttention(config, layer_idx)
+        self.self_attn_sublayer = VaswaniSublayer(config)
+        self.ffn = VaswaniFeedForward(config)
+        self.ffn_sublayer = VaswaniSublayer(config)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        hidden_states = self.self_attn_sublayer(
+            hidden_states, lambda x: self.self_attn(x, attention_mask=attention_mask, **kwargs)[0]
+        )
+        return self.ffn_sublayer(hidden_states, self.ffn)
+
+
+class VaswaniDecoderLayer(GradientCheckpointingLayer):
+    """§3.1: masked self-attention, encoder-decoder attention over the encoder output, then the feed-forward network."""
+
+    def __init__(self, config: VaswaniConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn = VaswaniAttention(config, layer_idx, is_causal=True)
+        self.self_attn_sublayer = VaswaniSublayer(config)
+        self.encoder_attn = VaswaniAttention(config, layer_idx, is_cross_attention=True)
+        self.encoder_attn_sublayer = VaswaniSublayer(config)
+        self.ffn = VaswaniFeedForward(config)
+        self.ffn_sublayer = VaswaniSublayer(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        hidden_states = self.self_attn_sublayer(
+            hidden_states,
+            lambda x: self.self_attn(x, attention_mask=attention_mask, past_key_values=past_key_values, **kwargs)[0],
+        )
+        hidden_states = self.encoder_attn_sublayer(
+            hidden_states,
+            lambda x: self.encoder_attn(
+                x,
+                key_value_states=encoder_hidden_states,
+                attention_mask=encoder_attention_mask,
+                past_key_values=past_key_values,
+                **kwargs,
+            )[0],
+        )
+        return self.ffn_sublayer(hidden_states, self.ffn)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pretrained-model plumbing: initialisation, attention backends, tying, checkpointing (declared, not coded)
+# ---------------------------------------------------------------------------------------------------------------------
+class VaswaniPreTrainedModel(PreTrainedModel):
+    config: VaswaniConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["VaswaniEncoderLayer", "VaswaniDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained` (safetensors, the shared matrix stored once), plus the code files that
+        let the directory load with `trust_remote_code=True` where this package is not installed."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        for name in REMOTE_CODE_FILES:
+            shutil.copyfile(Path(__file__).with_name(name), Path(save_directory) / name)
+
+    @classmethod
+    def from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
+        """`PreTrainedModel.from_pretrained` that refuses weights which do not fit the config: a missing tensor or a
+        shape mismatch raises instead of leaving randomly initialised weights behind a warning. Pass
+        `ignore_mismatched_sizes=True` to accept reinitialised mismatched tensors (e.g. a new vocabulary)."""
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        problems = [f"missing: {', '.join(sorted(info['missing_keys']))}"] if info["missing_keys"] else []
+        if info["mismatched_keys"] and not kwargs.get("ignore_mismatched_sizes"):
+            problems.append("wrong shape: " + ", ".join(f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in info["mismatched_keys"]))
+        if problems:
+            raise ValueError(
+                f"The weights in {args[0] if args else kwargs.get('pretrained_model_name_or_path')!r} do not match "
+                f"its config ({'; '.join(problems)}). Check that config.json and the weights come from the same "
+                "model; vocab_size must equal the embedding rows."
+            )
+        return (model, info) if output_loading_info else model
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        """The paper does not say how it initialises. We follow fairseq's Transformer, which reproduced the paper:
+        Xavier-uniform linear maps with zero biases, and embeddings N(0, d_model^-0.5), so that logits through the
+        tied output projection start near unit scale."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            init.zeros_(module.bias) if module.bias is not None else None
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, VaswaniSinusoidalPositions):
+            init.copy_(module.table, module.create_table(*module.table.shape))
+
+
+class VaswaniEncoder(VaswaniPreTrainedModel):
+    """§3.1: a stack of N encoder layers over the embedded source."""
+
+    _can_record_outputs = {"hidden_states": VaswaniEncoderLayer, "attentions": VaswaniAttention}
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__(config)
+        self.embeddings = VaswaniEmbeddings(config)
+        self.layers = nn.ModuleList([VaswaniEncoderLayer(config, i) for i in range(config.encoder_layers)])
+        # Pre-norm leaves the residual stream un-normalised: a final LayerNorm closes the stack.
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.embeddings.embed_tokens = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        hidden_states = self.embeddings(input_ids, inputs_embeds)  # (B, S, d)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask, **kwargs)
+        if self.final_norm is not None:
+            hidden_states = self.final_norm(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class VaswaniDecoder(VaswaniPreTrainedModel):
+    """§3.1: a stack of N decoder layers; position i attends to target positions up to i and to the whole source."""
+
+    _can_record_outputs = {
+        "hidden_states": VaswaniDecoderLayer,
+        "attentions": OutputRecorder(VaswaniAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(VaswaniAttention, index=1, layer_name="encoder_attn"),
+    }
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__(config)
+        self.embeddings = VaswaniEmbeddings(config)
+        self.layers = nn.ModuleList([VaswaniDecoderLayer(config, i) for i in range(config.decoder_layers)])
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.embeddings.embed_tokens = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        if use_cache and past_key_values is None:
+            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        hidden_states = self.embeddings(input_ids, inputs_embeds, offset=past_length)  # (B, T, d)
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values.self_attention_cache if past_key_values is not None else None,
+        )
+        encoder_attention_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        for layer in self.layers:
+            # encoder_hidden_states goes positionally: gradient checkpointing only re-feeds positional tensors.
+            hidden_states = layer(
+                hidden_states,
+                causal_mask,
+                encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                past_key_values=past_key_values,
+                **kwargs,
+            )
+        if self.final_norm is not None:
+            hidden_states = self.final_norm(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, past_key_values=past_key_values)
+
+
+class VaswaniModel(VaswaniPreTrainedModel):
+    """The encoder-decoder without the output projection: returns the decoder's last hidden states."""
+
+    # §3.4: the source and target embeddings are one matrix (unless config.tie_word_embeddings is False).
+    _tied_weights_keys = {"decoder.embeddings.embed_tokens.weight": "encoder.embeddings.embed_tokens.weight"}
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__(config)
+        self.encoder = VaswaniEncoder(config)
+        self.decoder = VaswaniDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.encoder.set_input_embeddings(value)
+        if self.config.tie_word_embeddings:
+            self.decoder.set_input_embeddings(value)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(*encoder_outputs)
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# §6.1 Decoding: beam 4, GNMT length penalty alpha 0.6, maximum output length = input length + 50
+# ---------------------------------------------------------------------------------------------------------------------
+PAPER_DECODING = dict(
+    num_beams=4,
+    length_penalty=0.6,
+    length_penalty_type="gnmt",
+    max_length_offset=50,
+    # Finish a sentence's search once `num_beams` hypotheses have ended, as fairseq does: the paper says only that
+    # it "terminates early when possible".
+    early_stopping=True,
+)
+
+
+class GNMTLengthPenalty:
+    """lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al., 2016), the penalty of §6.1.
+
+    transformers' beam search divides a finished hypothesis' log-probability by `length ** length_penalty`. Passing
+    this object as `length_penalty` turns that expression into the GNMT form exactly: Python evaluates
+    `length ** penalty` as `penalty.__rpow__(length)`. |Y| counts the generated tokens including the final </s>, as
+    tensor2tensor's beam search does.
+    """
+
+    def __init__(self, alpha: float):
+        self.alpha = float(alpha)
+
+    def __rpow__(self, length):
+        return ((5.0 + length) / 6.0) ** self.alpha
+
+    # Beam search compares the penalty with 0 to decide whether longer hypotheses could still win.
+    def __gt__(self, other):
+        return self.alpha > other
+
+    def __lt__(self, other):
+        return self.alpha < other
+
+
+class SourceLengthLimit(LogitsProcessor):
+    """Forces </s> so that no output has more tokens than its own source plus `offset` (§6.1: "maximum output
+    length to input length + 50"). Counts include </s> on both sides; the decoder start token is not counted.
+    The limit is per sentence, so a translation does not depend on what it was batched with."""
+
+    def __init__(self, source_lengths: torch.Tensor, offset: int, eos_token_id: int):
+        self.limits = source_lengths + offset  # (B,)
+        self.eos_token_id = eos_token_id
+        self.prompt_length = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_length is None:
+            self.prompt_length = input_ids.shape[1]
+        generated = input_ids.shape[1] - self.prompt_length
+        # generate() repeats each sentence once per beam or returned sequence, next to each other.
+        limits = self.limits.to(scores.device).repeat_interleave(input_ids.shape[0] // self.limits.shape[0])
+        at_limit = (generated + 1 >= limits).unsqueeze(1)  # (B * beams, 1): the next token is the last allowed
+        forced = torch.full_like(scores, -math.inf)
+        forced[:, self.eos_token_id] = scores[:, self.eos_token_id]
+        return torch.where(at_limit, forced, scores)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The model with the output projection (§3.4) and the label-smoothed loss (§5.4)
+# ---------------------------------------------------------------------------------------------------------------------
+class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
+    """The full Transformer: encoder, decoder and the pre-softmax projection that shares the embedding matrix."""
+
+    # §3.4: the pre-softmax linear transformation is the embedding matrix too.
+    _tied_weights_keys = {"lm_head.weight": "model.encoder.embeddings.embed_tokens.weight"}
+
+    def __init__(self, config: VaswaniConfig):
+        super().__init__(config)
+        self.model = VaswaniModel(config)
+        # No bias: the paper's projection is the transposed embedding matrix alone.
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+        # Built afresh rather than derived from the model config: a generation config marked as derived loses its
+        # custom entries (length_penalty_type, max_length_offset) when it is loaded again.
+        self.generation_config = GenerationConfig(
+            **PAPER_DECODING,
+            bos_token_id=config.bos_token_id,
+            eos_token_id=config.eos_token_id,
+            pad_token_id=config.pad_token_id,
+            decoder_start_token_id=config.decoder_start_token_id,
+        )
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear):
+        self.lm_head = value
+
+    def shift_tokens_right(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs from labels: <s> then the labels without their last token, -100 read as <pad>."""
+        shifted = labels.new_full(labels.shape, self.config.decoder_start_token_id)
+        shifted[:, 1:] = labels[:, :-1]
+        return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
+
+    prepare_decoder_input_ids_from_labels = shift_tokens_right
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""
+        labels (`(B, T)`): target ids ending with </s>, -100 where no loss is wanted. Decoder inputs are the labels
+            shifted right behind <s> unless given.
+        num_items_in_batch: the number of target tokens (labels != -100) in the whole update, across gradient
+            accumulation steps and processes. The loss is the sum over this batch divided by it, so accumulated and
+            data-parallel gradients equal those of one large batch (§5.1 batches by tokens). `Trainer` passes it.
+            Without it the loss is averaged over this batch's target tokens.
+        """
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.shift_tokens_right(labels)
+        outputs: Seq2SeqModelOutput = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache and labels is None,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (B, T, d) @ (d, V) -> (B, T, V)
+
+        loss = None
+        if labels is not None:
+            # <pad> is never a target: tokenizers pad labels with it, collators with -100; both are ignored.
+            labels = labels.masked_fill(labels == self.config.pad_token_id, -100)
+            # Label smoothing (§5.4) spreads epsilon uniformly over the vocabulary (Szegedy et al., 2016, whom the
+            # paper cites); padding (-100) contributes nothing.
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(),  # (B * T, V)
+                labels.flatten().to(logits.device),
+                ignore_index=-100,
+                label_smoothing=self.config.label_smoothing,
+                reduction="sum",
+            )
+            denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+            loss = loss / denominator
+
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+    @torch.no_grad()
+    def generate(self, inputs=None, generation_config: GenerationConfig | None = None, logits_processor=None, **kwargs):
+        """`GenerationMixin.generate` with the paper's decoding (§6.1) as the saved defaults: beam 4, GNMT length
+        penalty 0.6 (`length_penalty_type="gnmt"`), and at most input length + `max_length_offset` (50) output
+        tokens per sentence.
+
+        The source-relative limit applies unless this call passes `max_length` or `max_new_tokens` (or a
+        `generation_config` with `max_new_tokens`); `max_length_offset=None` switches it off. `length_penalty_type=
+        "power"` restores transformers' |Y| ** length_penalty.
+        """
+        defaults = generation_config if generation_config is not None else self.generation_config
+        offset = kwargs.pop("max_length_offset", getattr(defaults, "max_length_offset", None))
+        explicit_limit = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens")) or (
+            generation_config is not None and generation_config.max_new_tokens is not None
+        )
+        if offset is not None and not explicit_limit:
+            source_lengths = self._source_lengths(inputs, kwargs)
+            kwargs["max_new_tokens"] = int(source_lengths.max()) + offset
+            limit = SourceLengthLimit(source_lengths, offset, self.config.eos_token_id)
+            logits_processor = LogitsProcessorList([*(logits_processor or []), limit])
+        return super().generate(inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs)
+
+    def _source_lengths(self, inputs: torch.Tensor | None, kwargs: dict) -> torch.Tensor:
+        """Source lengths in tokens (B,): from the attention mask, else the non-pad input ids, else the full width of
+        given encoder outputs or embeddings."""
+        if kwargs.get("attention_mask") is not None:
+            return kwargs["attention_mask"].sum(-1)
+        input_ids = inputs if inputs is not None else kwargs.get("input_ids")
+        if input_ids is not None:
+            return (input_ids != self.config.pad_token_id).sum(-1)
+        states = kwargs.get("encoder_outputs") or (kwargs.get("inputs_embeds"),)
+        states = states[0]
+        return torch.full((states.shape[0],), states.shape[1], device=states.device)
+
+    def _beam_search(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs):
+        if getattr(generation_config, "length_penalty_type", "power") == "gnmt":
+            generation_config = copy.copy(generation_config)
+            generation_config.length_penalty = GNMTLengthPenalty(generation_config.length_penalty)
+        return super()._beam_search(
+            input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs
+        )
+
+
+__all__ = ["VaswaniForConditionalGeneration", "VaswaniModel", "VaswaniPreTrainedModel"]
