@@ -7,8 +7,7 @@ from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
 
 from vaswani_hf.pipeline_translation import TranslationPipeline
 
-
-WORDS = (
+WORDS = (  # noqa: SIM905
     "the a cat dog house tree red blue green small big runs sleeps eats sees is on in under and with "
     "der die das katze hund haus baum rot blau klein gross"
 ).split()
@@ -203,7 +202,13 @@ def test_empty_string(pipe, generate_calls, text):
 
 def test_mixed_empty_and_non_empty(pipe, generate_calls):
     texts = ["", TEXTS[0], "  ", TEXTS[2], TEXTS[1]]
-    expected = [{"translation_text": ""}, pipe(TEXTS[0])[0], {"translation_text": ""}, pipe(TEXTS[2])[0], pipe(TEXTS[1])[0]]
+    expected = [
+        {"translation_text": ""},
+        pipe(TEXTS[0])[0],
+        {"translation_text": ""},
+        pipe(TEXTS[2])[0],
+        pipe(TEXTS[1])[0],
+    ]
     generate_calls.clear()
     for batch_size in (1, 2, 5):
         assert pipe(texts, batch_size=batch_size) == expected

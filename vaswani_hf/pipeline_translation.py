@@ -12,14 +12,11 @@ This file is self-contained on purpose: it is also copied next to saved model we
 from __future__ import annotations
 
 import types
-from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-
 from transformers import Pipeline
 from transformers.utils import ModelOutput, logging
-
 
 logger = logging.get_logger(__name__)
 
@@ -138,10 +135,10 @@ class TranslationPipeline(Pipeline):
         if src_lang is None and tgt_lang is None:
             # 4.x backward compatibility: "translation_en_to_fr" means src_lang="en", tgt_lang="fr".
             items = (self.task or "").split("_")
-            if len(items) == 4 and items[0] == "translation" and items[2] == "to":
-                if hasattr(self.tokenizer, "_build_translation_inputs"):
-                    preprocess_params["src_lang"] = items[1]
-                    preprocess_params["tgt_lang"] = items[3]
+            is_translation_task = len(items) == 4 and items[0] == "translation" and items[2] == "to"
+            if is_translation_task and hasattr(self.tokenizer, "_build_translation_inputs"):
+                preprocess_params["src_lang"] = items[1]
+                preprocess_params["tgt_lang"] = items[3]
 
         # Everything else is a `generate()` parameter. The ones given at init were already set aside by
         # `Pipeline.__init__` (`self._generate_kwargs`) and are merged by `_prepare_generate_kwargs`.
@@ -249,9 +246,7 @@ class TranslationPipeline(Pipeline):
         tokenizer_encode_kwargs=None,
     ):
         if not isinstance(text, str):
-            raise TypeError(
-                f"{type(self).__name__} expects str inputs, but got a {type(text).__name__}: {text!r:.80}"
-            )
+            raise TypeError(f"{type(self).__name__} expects str inputs, but got a {type(text).__name__}: {text!r:.80}")
         if prefix is None:
             prefix = getattr(self, "prefix", None) or ""
 

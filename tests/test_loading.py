@@ -1,0 +1,151 @@
+"""Loading a saved directory: Auto classes with the package, remote code without it, the translation pipeline both
+ways, and refusal of weights that do not fit the config."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+from vaswani_hf import TranslationPipeline, VaswaniConfig, VaswaniForConditionalGeneration, VaswaniModel, train_shared_bpe
+
+CORPUS = ["the house is small", "das Haus ist klein", "the cat sleeps", "die Katze schläft"] * 20
+
+
+@pytest.fixture(scope="module")
+def saved_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    tokenizer = train_shared_bpe(CORPUS, vocab_size=80)
+    config = VaswaniConfig(vocab_size=len(tokenizer), d_model=16, d_ff=32, num_heads=2, encoder_layers=2,
+                           decoder_layers=2)
+    model = VaswaniForConditionalGeneration(config).eval()
+    path = tmp_path_factory.mktemp("saved")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_saved_directory_holds_safetensors_code_and_no_pickles(saved_dir):
+    names = set(os.listdir(saved_dir))
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} <= names
+    assert {"configuration_vaswani.py", "modeling_vaswani.py", "pipeline_translation.py"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+
+
+def test_auto_classes_load_after_import(saved_dir):
+    assert isinstance(AutoConfig.from_pretrained(saved_dir), VaswaniConfig)
+    assert type(AutoModel.from_pretrained(saved_dir)) is VaswaniModel
+    model = AutoModelForSeq2SeqLM.from_pretrained(saved_dir)
+    assert type(model) is VaswaniForConditionalGeneration
+    reference = VaswaniForConditionalGeneration.from_pretrained(saved_dir)
+    batch = AutoTokenizer.from_pretrained(saved_dir)(["the house", "die Katze schläft"], padding=True, return_tensors="pt")
+    assert torch.equal(model.generate(**batch), reference.generate(**batch))
+
+
+def test_pipeline_after_import(saved_dir):
+    translator = pipeline("translation", model=str(saved_dir))
+    assert isinstance(translator, TranslationPipeline)
+    single = translator("the house", max_new_tokens=4)
+    assert len(single) == 1 and isinstance(single[0]["translation_text"], str)
+    batch = translator(["the house", "", "the cat sleeps"], batch_size=2, num_beams=2, max_new_tokens=4)
+    assert len(batch) == 3 and batch[1]["translation_text"] == ""
+    assert batch[0] == translator("the house", num_beams=2, max_new_tokens=4)[0]
+
+
+def test_translation_task_restored_without_breaking_other_tasks():
+    from transformers.pipelines import PIPELINE_REGISTRY, check_task
+
+    assert check_task("translation")[1]["impl"] is TranslationPipeline
+    # Tasks transformers still ships resolve as before; the other removed ones stay removed.
+    assert check_task("text-generation")[0] == "text-generation"
+    assert "fill-mask" in PIPELINE_REGISTRY.get_supported_tasks()
+    with pytest.raises(KeyError, match="summarization"):
+        check_task("summarization")
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["vaswani_hf"] = None  # the package is not importable in this process
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+
+    path = sys.argv[1]
+    try:
+        import vaswani_hf
+        raise SystemExit("vaswani_hf should not be importable here")
+    except ImportError:
+        pass
+    try:
+        pipeline("translation", model=path)
+        raise SystemExit("loading remote code without trust_remote_code should fail")
+    except ValueError as error:
+        refused = "trust_remote_code" in str(error)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+    model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True)
+    base = AutoModel.from_pretrained(path, trust_remote_code=True)
+    translator = pipeline("translation", model=path, trust_remote_code=True)
+    batch = tokenizer(["the house", "die Katze schläft"], padding=True, return_tensors="pt")
+    report = {
+        "refused_without_trust": refused,
+        "config_class": type(AutoConfig.from_pretrained(path, trust_remote_code=True)).__name__,
+        "model_class": type(model).__name__,
+        "model_module": type(model).__module__,
+        "base_class": type(base).__name__,
+        "pipeline_module": type(translator).__module__,
+        "generated": model.generate(**batch).tolist(),
+        "translations": translator(["the house", ""], max_new_tokens=4),
+        "num_beams": model.generation_config.num_beams,
+        "length_penalty_type": model.generation_config.length_penalty_type,
+    }
+    with open(sys.argv[2], "w") as f:
+        json.dump(report, f)
+    """
+)
+
+
+def test_loads_without_the_package_through_remote_code(saved_dir, tmp_path):
+    script = tmp_path / "remote.py"
+    script.write_text(REMOTE_SCRIPT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    report_file = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, str(script), str(saved_dir), str(report_file)], capture_output=True,
+                            text=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    assert report["refused_without_trust"]
+    assert report["config_class"] == "VaswaniConfig"
+    assert report["model_class"] == "VaswaniForConditionalGeneration"
+    assert report["model_module"].startswith("transformers_modules")
+    assert report["base_class"] == "VaswaniModel"
+    assert report["pipeline_module"].startswith("transformers_modules")
+    assert report["num_beams"] == 4 and report["length_penalty_type"] == "gnmt"
+    assert report["translations"][1] == {"translation_text": ""}
+    # The remote copy of the code computes exactly what the package computes.
+    tokenizer = AutoTokenizer.from_pretrained(saved_dir)
+    batch = tokenizer(["the house", "die Katze schläft"], padding=True, return_tensors="pt")
+    local = VaswaniForConditionalGeneration.from_pretrained(saved_dir).generate(**batch)
+    assert report["generated"] == local.tolist()
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(saved_dir, tmp_path):
+    wrong_vocab = tmp_path / "wrong_vocab"
+    AutoModelForSeq2SeqLM.from_pretrained(saved_dir).save_pretrained(wrong_vocab)
+    config = json.loads((wrong_vocab / "config.json").read_text())
+    config["vocab_size"] += 7
+    (wrong_vocab / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):
+        AutoModelForSeq2SeqLM.from_pretrained(wrong_vocab)
+
+    missing = tmp_path / "missing"
+    AutoModelForSeq2SeqLM.from_pretrained(saved_dir).save_pretrained(missing)
+    tensors = load_file(missing / "model.safetensors")
+    del tensors["model.decoder.layers.1.ffn.fc2.weight"]
+    save_file(tensors, missing / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="do not match its config, missing: model.decoder.layers.1.ffn.fc2.weight"):
+        AutoModelForSeq2SeqLM.from_pretrained(missing)
