@@ -115,8 +115,16 @@ def test_odd_width_is_allowed_with_learned_positions():
 
 
 def test_json_round_trip_keeps_every_field(tmp_path):
-    config = VaswaniConfig(d_model=64, d_ff=128, num_heads=4, norm_first=True, position_embedding_type="learned",
-                           attention_dropout=0.1, tie_word_embeddings=False, vocab_size=123)
+    config = VaswaniConfig(
+        d_model=64,
+        d_ff=128,
+        num_heads=4,
+        norm_first=True,
+        position_embedding_type="learned",
+        attention_dropout=0.1,
+        tie_word_embeddings=False,
+        vocab_size=123,
+    )
     config.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "vaswani"
@@ -124,6 +132,14 @@ def test_json_round_trip_keeps_every_field(tmp_path):
     assert saved["auto_map"]["AutoModelForSeq2SeqLM"] == "modeling_vaswani.VaswaniForConditionalGeneration"
     assert saved["custom_pipelines"]["translation"]["impl"] == "pipeline_translation.TranslationPipeline"
     loaded = VaswaniConfig.from_pretrained(tmp_path)
-    for name in ("d_model", "d_ff", "num_heads", "norm_first", "position_embedding_type", "attention_dropout",
-                 "tie_word_embeddings", "vocab_size"):
+    for name in (
+        "d_model",
+        "d_ff",
+        "num_heads",
+        "norm_first",
+        "position_embedding_type",
+        "attention_dropout",
+        "tie_word_embeddings",
+        "vocab_size",
+    ):
         assert getattr(loaded, name) == getattr(config, name)

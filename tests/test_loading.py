@@ -12,7 +12,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
-from vaswani_hf import TranslationPipeline, VaswaniConfig, VaswaniForConditionalGeneration, VaswaniModel, train_shared_bpe
+from vaswani_hf import (
+    TranslationPipeline,
+    VaswaniConfig,
+    VaswaniForConditionalGeneration,
+    VaswaniModel,
+    train_shared_bpe,
+)
 
 CORPUS = ["the house is small", "das Haus ist klein", "the cat sleeps", "die Katze schläft"] * 20
 
@@ -21,8 +27,9 @@ CORPUS = ["the house is small", "das Haus ist klein", "the cat sleeps", "die Kat
 def saved_dir(tmp_path_factory):
     torch.manual_seed(0)
     tokenizer = train_shared_bpe(CORPUS, vocab_size=80)
-    config = VaswaniConfig(vocab_size=len(tokenizer), d_model=16, d_ff=32, num_heads=2, encoder_layers=2,
-                           decoder_layers=2)
+    config = VaswaniConfig(
+        vocab_size=len(tokenizer), d_model=16, d_ff=32, num_heads=2, encoder_layers=2, decoder_layers=2
+    )
     model = VaswaniForConditionalGeneration(config).eval()
     path = tmp_path_factory.mktemp("saved")
     model.save_pretrained(path)
@@ -43,7 +50,9 @@ def test_auto_classes_load_after_import(saved_dir):
     model = AutoModelForSeq2SeqLM.from_pretrained(saved_dir)
     assert type(model) is VaswaniForConditionalGeneration
     reference = VaswaniForConditionalGeneration.from_pretrained(saved_dir)
-    batch = AutoTokenizer.from_pretrained(saved_dir)(["the house", "die Katze schläft"], padding=True, return_tensors="pt")
+    batch = AutoTokenizer.from_pretrained(saved_dir)(
+        ["the house", "die Katze schläft"], padding=True, return_tensors="pt"
+    )
     assert torch.equal(model.generate(**batch), reference.generate(**batch))
 
 
@@ -114,8 +123,15 @@ def test_loads_without_the_package_through_remote_code(saved_dir, tmp_path):
     script.write_text(REMOTE_SCRIPT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     report_file = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, str(script), str(saved_dir), str(report_file)], capture_output=True,
-                            text=True, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), str(saved_dir), str(report_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(report_file.read_text())
     assert report["refused_without_trust"]

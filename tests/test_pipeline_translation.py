@@ -128,7 +128,7 @@ def test_batched_outputs_of_different_lengths(pipe):
     batched = pipe(TEXTS, batch_size=3, return_tensors=True, return_text=True, eos_token_id=stop)
     assert batched == unbatched
     assert [len(r["translation_token_ids"]) for r in batched] == stops
-    assert [r["translation_token_ids"] for r in batched] == [ids[:n] for ids, n in zip(reference, stops)]
+    assert [r["translation_token_ids"] for r in batched] == [ids[:n] for ids, n in zip(reference, stops, strict=True)]
 
 
 def test_return_tensors_and_text(pipe, model):

@@ -19,7 +19,9 @@ AutoModelForSeq2SeqLM.register(VaswaniConfig, VaswaniForConditionalGeneration)
 # transformers 5 rejects "translation" by name before it looks the task up; the pipeline serves any
 # encoder-decoder model with generate(), so the task comes back for every such model, not only this one.
 REMOVED_TASKS.pop("translation", None)
-PIPELINE_REGISTRY.register_pipeline("translation", pipeline_class=TranslationPipeline, pt_model=AutoModelForSeq2SeqLM, type="text")
+PIPELINE_REGISTRY.register_pipeline(
+    "translation", pipeline_class=TranslationPipeline, pt_model=AutoModelForSeq2SeqLM, type="text"
+)
 
 __all__ = [
     "SPECIAL_TOKENS",

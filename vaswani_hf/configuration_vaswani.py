@@ -19,7 +19,11 @@ AUTO_MAP = {
     "AutoModelForSeq2SeqLM": "modeling_vaswani.VaswaniForConditionalGeneration",
 }
 CUSTOM_PIPELINES = {
-    "translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}
+    "translation": {
+        "impl": "pipeline_translation.TranslationPipeline",
+        "pt": ["AutoModelForSeq2SeqLM"],
+        "type": "text",
+    }
 }
 
 
@@ -96,8 +100,15 @@ class VaswaniConfig(PreTrainedConfig):
         if "custom_pipelines" in kwargs and translation_task_registered():
             del kwargs["custom_pipelines"]
         super().__post_init__(**kwargs)
-        for name in ("vocab_size", "d_model", "d_ff", "num_heads", "encoder_layers", "decoder_layers",
-                     "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "d_model",
+            "d_ff",
+            "num_heads",
+            "encoder_layers",
+            "decoder_layers",
+            "max_position_embeddings",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"VaswaniConfig.{name} must be a positive integer, got {value!r}.")
@@ -135,8 +146,20 @@ class VaswaniConfig(PreTrainedConfig):
     @classmethod
     def base(cls, **overrides) -> "VaswaniConfig":
         """Table 3, row "base": N=6, d_model=512, d_ff=2048, h=8, P_drop=0.1, eps_ls=0.1 (65M parameters)."""
-        return cls(**{**dict(d_model=512, d_ff=2048, num_heads=8, encoder_layers=6, decoder_layers=6,
-                             dropout=0.1, label_smoothing=0.1), **overrides})
+        return cls(
+            **{
+                **dict(
+                    d_model=512,
+                    d_ff=2048,
+                    num_heads=8,
+                    encoder_layers=6,
+                    decoder_layers=6,
+                    dropout=0.1,
+                    label_smoothing=0.1,
+                ),
+                **overrides,
+            }
+        )
 
     @classmethod
     def big(cls, **overrides) -> "VaswaniConfig":
@@ -144,8 +167,20 @@ class VaswaniConfig(PreTrainedConfig):
 
         P_drop 0.3 is the EN-DE value; the paper's big EN-FR model used 0.1 (§6.1): pass `dropout=0.1` for it.
         """
-        return cls(**{**dict(d_model=1024, d_ff=4096, num_heads=16, encoder_layers=6, decoder_layers=6,
-                             dropout=0.3, label_smoothing=0.1), **overrides})
+        return cls(
+            **{
+                **dict(
+                    d_model=1024,
+                    d_ff=4096,
+                    num_heads=16,
+                    encoder_layers=6,
+                    decoder_layers=6,
+                    dropout=0.3,
+                    label_smoothing=0.1,
+                ),
+                **overrides,
+            }
+        )
 
 
 __all__ = ["VaswaniConfig"]

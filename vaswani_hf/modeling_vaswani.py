@@ -2,7 +2,8 @@
 
 Read top to bottom in the paper's order: scaled dot-product attention (§3.2.1), multi-head attention (§3.2.2),
 the position-wise feed-forward network (§3.3), embeddings (§3.4), positional encodings (§3.5), the encoder and
-decoder layers and stacks (§3.1), then the transformers plumbing and the paper's decoding (§6.1).
+decoder layers and stacks (§3.1), the transformers plumbing, then the model with its output projection, loss (§5.4)
+and the paper's decoding (§6.1, whose pieces are in generation_vaswani.py).
 
 Shape legend: B batch, S source length, T target length (the new decoder positions of this call), L key length
 (S for cross-attention, past + T for cached decoder self-attention), H heads, D head dim (d_k = d_v = d_model / H),
@@ -18,24 +19,35 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.generation import GenerationConfig, GenerationMixin, LogitsProcessor, LogitsProcessorList
+from transformers.generation import GenerationConfig, GenerationMixin, LogitsProcessorList
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.utils import can_return_tuple
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_vaswani import VaswaniConfig
+from .generation_vaswani import PAPER_DECODING, GNMTLengthPenalty, SourceLengthLimit
+
 # Imported so that loading this file as remote code always fetches the pipeline file too, and saving can copy it.
 from .pipeline_translation import TranslationPipeline  # noqa: F401
 
 # The files a saved directory needs to load without this package (see configuration_vaswani.AUTO_MAP).
-REMOTE_CODE_FILES = ("configuration_vaswani.py", "modeling_vaswani.py", "pipeline_translation.py")
+REMOTE_CODE_FILES = (
+    "configuration_vaswani.py",
+    "generation_vaswani.py",
+    "modeling_vaswani.py",
+    "pipeline_translation.py",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -79,7 +91,9 @@ class VaswaniAttention(nn.Module):
     encoder output, which is computed once per sequence and cached for every decoding step.
     """
 
-    def __init__(self, config: VaswaniConfig, layer_idx: int, is_causal: bool = False, is_cross_attention: bool = False):
+    def __init__(
+        self, config: VaswaniConfig, layer_idx: int, is_causal: bool = False, is_cross_attention: bool = False
+    ):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
@@ -206,7 +220,9 @@ class VaswaniEmbeddings(nn.Module):
         self.max_positions = config.max_position_embeddings
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, offset: int = 0) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, offset: int = 0
+    ) -> torch.Tensor:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
         if inputs_embeds is None:
@@ -252,7 +268,9 @@ class VaswaniEncoderLayer(GradientCheckpointingLayer):
         self.ffn = VaswaniFeedForward(config)
         self.ffn_sublayer = VaswaniSublayer(config)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
         hidden_states = self.self_attn_sublayer(
             hidden_states, lambda x: self.self_attn(x, attention_mask=attention_mask, **kwargs)[0]
         )
@@ -448,7 +466,9 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
             )
         if self.final_norm is not None:
             hidden_states = self.final_norm(hidden_states)
-        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, past_key_values=past_key_values)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=past_key_values
+        )
 
 
 class VaswaniModel(VaswaniPreTrainedModel):
@@ -511,65 +531,6 @@ class VaswaniModel(VaswaniPreTrainedModel):
             encoder_hidden_states=encoder_outputs.hidden_states,
             encoder_attentions=encoder_outputs.attentions,
         )
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# §6.1 Decoding: beam 4, GNMT length penalty alpha 0.6, maximum output length = input length + 50
-# ---------------------------------------------------------------------------------------------------------------------
-PAPER_DECODING = dict(
-    num_beams=4,
-    length_penalty=0.6,
-    length_penalty_type="gnmt",
-    max_length_offset=50,
-    # Finish a sentence's search once `num_beams` hypotheses have ended, as fairseq does: the paper says only that
-    # it "terminates early when possible".
-    early_stopping=True,
-)
-
-
-class GNMTLengthPenalty:
-    """lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al., 2016), the penalty of §6.1.
-
-    transformers' beam search divides a finished hypothesis' log-probability by `length ** length_penalty`. Passing
-    this object as `length_penalty` turns that expression into the GNMT form exactly: Python evaluates
-    `length ** penalty` as `penalty.__rpow__(length)`. |Y| counts the generated tokens including the final </s>, as
-    tensor2tensor's beam search does.
-    """
-
-    def __init__(self, alpha: float):
-        self.alpha = float(alpha)
-
-    def __rpow__(self, length):
-        return ((5.0 + length) / 6.0) ** self.alpha
-
-    # Beam search compares the penalty with 0 to decide whether longer hypotheses could still win.
-    def __gt__(self, other):
-        return self.alpha > other
-
-    def __lt__(self, other):
-        return self.alpha < other
-
-
-class SourceLengthLimit(LogitsProcessor):
-    """Forces </s> so that no output has more tokens than its own source plus `offset` (§6.1: "maximum output
-    length to input length + 50"). Counts include </s> on both sides; the decoder start token is not counted.
-    The limit is per sentence, so a translation does not depend on what it was batched with."""
-
-    def __init__(self, source_lengths: torch.Tensor, offset: int, eos_token_id: int):
-        self.limits = source_lengths + offset  # (B,)
-        self.eos_token_id = eos_token_id
-        self.prompt_length = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.prompt_length is None:
-            self.prompt_length = input_ids.shape[1]
-        generated = input_ids.shape[1] - self.prompt_length
-        # generate() repeats each sentence once per beam or returned sequence, next to each other.
-        limits = self.limits.to(scores.device).repeat_interleave(input_ids.shape[0] // self.limits.shape[0])
-        at_limit = (generated + 1 >= limits).unsqueeze(1)  # (B * beams, 1): the next token is the last allowed
-        forced = torch.full_like(scores, -math.inf)
-        forced[:, self.eos_token_id] = scores[:, self.eos_token_id]
-        return torch.where(at_limit, forced, scores)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -680,7 +641,9 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         )
 
     @torch.no_grad()
-    def generate(self, inputs=None, generation_config: GenerationConfig | None = None, logits_processor=None, **kwargs):
+    def generate(
+        self, inputs=None, generation_config: GenerationConfig | None = None, logits_processor=None, **kwargs
+    ):
         """`GenerationMixin.generate` with the paper's decoding (§6.1) as the saved defaults: beam 4, GNMT length
         penalty 0.6 (`length_penalty_type="gnmt"`), and at most input length + `max_length_offset` (50) output
         tokens per sentence.
@@ -699,7 +662,9 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
             kwargs["max_new_tokens"] = int(source_lengths.max()) + offset
             limit = SourceLengthLimit(source_lengths, offset, self.config.eos_token_id)
             logits_processor = LogitsProcessorList([*(logits_processor or []), limit])
-        return super().generate(inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs)
+        return super().generate(
+            inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
+        )
 
     def _source_lengths(self, inputs: torch.Tensor | None, kwargs: dict) -> torch.Tensor:
         """Source lengths in tokens (B,): from the attention mask, else the non-pad input ids, else the full width of
@@ -713,7 +678,9 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         states = states[0]
         return torch.full((states.shape[0],), states.shape[1], device=states.device)
 
-    def _beam_search(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs):
+    def _beam_search(
+        self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs
+    ):
         if getattr(generation_config, "length_penalty_type", "power") == "gnmt":
             generation_config = copy.copy(generation_config)
             generation_config.length_penalty = GNMTLengthPenalty(generation_config.length_penalty)

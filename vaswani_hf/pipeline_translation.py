@@ -388,7 +388,7 @@ class TranslationPipeline(Pipeline):
         lengths = model_outputs["lengths"][0].tolist()  # (num_return_sequences,)
         is_empty = bool(model_outputs["is_empty"].reshape(-1)[0])
         records = []
-        for sequence, length in zip(output_ids.tolist(), lengths):
+        for sequence, length in zip(output_ids.tolist(), lengths, strict=True):
             ids = [] if is_empty else sequence[:length]
             record = {}
             if return_text:

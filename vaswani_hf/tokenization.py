@@ -56,15 +56,10 @@ def train_shared_bpe(
     """
     n_special = len(SPECIAL_TOKENS)
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= n_special:
-        raise ValueError(
-            f"vocab_size must be an int larger than the {n_special} special tokens, "
-            f"got {vocab_size!r}"
-        )
+        raise ValueError(f"vocab_size must be an int larger than the {n_special} special tokens, got {vocab_size!r}")
     # Iterating a str yields characters: it would silently train on one "sentence" per character.
     if isinstance(texts, str):
-        raise TypeError(
-            "texts must be an iterable of sentences, not a single str; wrap it in a list"
-        )
+        raise TypeError("texts must be an iterable of sentences, not a single str; wrap it in a list")
 
     n_nonblank = 0
 
@@ -90,8 +85,7 @@ def train_shared_bpe(
     tokenizer.train_from_iterator(counted(texts), trainer=trainer)
     if n_nonblank == 0:
         raise ValueError(
-            "the training corpus is empty (no non-blank string); "
-            "pass the source and target sentences in `texts`"
+            "the training corpus is empty (no non-blank string); pass the source and target sentences in `texts`"
         )
 
     eos_id = tokenizer.token_to_id(EOS_TOKEN)

@@ -1,0 +1,500 @@
+"""Tests of `VaswaniForConditionalGeneration.generate()` and the paper's decoding (§6.1): beam size 4, the GNMT length
+penalty ((5 + |Y|) / 6) ** 0.6, and a maximum output length of input length + 50, per sentence.
+
+Most tests use a tiny model trained for a few seconds to reverse short token sequences, so that it ends its outputs
+with </s> at varied lengths, as a real translation model does. The length-limit tests use a randomly initialised
+model whose </s> logit is lowered by 100, so that only the limit can end an output.
+
+Lengths are counted as the paper and the library count them: a source's length is its non-pad tokens including its
+</s>; an output's length |Y| is its generated tokens up to and including the first </s>, without the decoder start
+token.
+"""
+
+import copy
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSeq2SeqLM, GenerationConfig, GenerationMixin
+
+import vaswani_hf  # noqa: F401  (registers the model with the Auto classes)
+from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration
+from vaswani_hf.generation_vaswani import PAPER_DECODING, GNMTLengthPenalty
+
+PAD, BOS, EOS = 0, 1, 2
+FIRST_WORD = 4  # ids below are special tokens
+VOCAB = 16
+ALPHA = 0.6
+OFFSET = 50
+
+# Content lengths of the padded batches below (each source also ends with </s>). 10 lies outside the training
+# lengths (3-8), so that the trained model is unsure there and beams and samples do branch.
+BATCH_LENGTHS = (3, 8, 5, 10, 6)
+# The batch of the length-limit tests: a short source next to a long one.
+LIMIT_LENGTHS = (2, 9, 5)
+
+GREEDY = dict(num_beams=1, do_sample=False)
+BEAM = dict(num_beams=4, do_sample=False)
+SAMPLE = dict(num_beams=1, do_sample=True, top_k=0)
+BEAM_SAMPLE = dict(num_beams=4, do_sample=True, top_k=0)
+
+
+def tiny_config(**overrides) -> VaswaniConfig:
+    return VaswaniConfig(
+        **{
+            **dict(
+                vocab_size=VOCAB,
+                d_model=32,
+                d_ff=64,
+                num_heads=2,
+                encoder_layers=2,
+                decoder_layers=2,
+                dropout=0.0,
+                label_smoothing=0.0,
+                max_position_embeddings=128,
+            ),
+            **overrides,
+        }
+    )
+
+
+def random_words(length: int, generator: torch.Generator) -> list[int]:
+    return torch.randint(FIRST_WORD, VOCAB, (length,), generator=generator).tolist()
+
+
+def pad_batch(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and attention mask."""
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), PAD)
+    for i, s in enumerate(sequences):
+        input_ids[i, : len(s)] = torch.tensor(s)
+    return input_ids, (input_ids != PAD).long()
+
+
+def toy_examples(lengths, generator: torch.Generator) -> tuple[list[list[int]], list[list[int]]]:
+    """Sources `w1 .. wn </s>` and their targets `wn .. w1 </s>`."""
+    words = [random_words(n, generator) for n in lengths]
+    return [w + [EOS] for w in words], [w[::-1] + [EOS] for w in words]
+
+
+def generated(row: torch.Tensor) -> list[int]:
+    """The generated tokens of one output row: after the decoder start token, up to and including the first </s>
+    (what follows it is filling), or all of them where there is no </s>."""
+    tokens = row.tolist()
+    assert tokens[0] == BOS, f"output does not start with the decoder start token: {tokens}"
+    tokens = tokens[1:]
+    return tokens[: tokens.index(EOS) + 1] if EOS in tokens else tokens
+
+
+def all_generated(sequences: torch.Tensor) -> list[list[int]]:
+    return [generated(row) for row in sequences]
+
+
+def source_lengths(attention_mask: torch.Tensor) -> list[int]:
+    return attention_mask.sum(-1).tolist()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The models are tiny: one thread is faster than two, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained_model() -> VaswaniForConditionalGeneration:
+    torch.manual_seed(0)
+    model = VaswaniForConditionalGeneration(tiny_config())
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, foreach=True)
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(300):
+        lengths = torch.randint(3, 9, (64,), generator=generator).tolist()
+        sources, targets = toy_examples(lengths, generator)
+        input_ids, attention_mask = pad_batch(sources)
+        labels, _ = pad_batch(targets)  # pad labels are ignored by the loss
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def random_model() -> VaswaniForConditionalGeneration:
+    torch.manual_seed(1)
+    return VaswaniForConditionalGeneration(tiny_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def endless_model(random_model) -> VaswaniForConditionalGeneration:
+    """A random model that never chooses </s> by itself: its </s> logit is lowered by 100 (finite, so that the length
+    limit can still force it)."""
+    model = copy.deepcopy(random_model)
+
+    def lower_eos(module, args, logits):
+        return logits - 100.0 * torch.nn.functional.one_hot(torch.tensor(EOS), VOCAB).to(logits)
+
+    model.lm_head.register_forward_hook(lower_eos)
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
+    sources, targets = toy_examples(BATCH_LENGTHS, torch.Generator().manual_seed(7))
+    return (*pad_batch(sources), targets)
+
+
+@pytest.fixture(scope="module")
+def limit_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    sources, _ = toy_examples(LIMIT_LENGTHS, torch.Generator().manual_seed(11))
+    return pad_batch(sources)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The trained fixture is meaningful
+# ---------------------------------------------------------------------------------------------------------------------
+def test_trained_model_reverses_and_ends_at_varied_lengths(trained_model):
+    lengths = [3, 4, 5, 6, 7, 8] * 5
+    sources, targets = toy_examples(lengths, torch.Generator().manual_seed(3))
+    input_ids, attention_mask = pad_batch(sources)
+    outputs = all_generated(trained_model.generate(input_ids, attention_mask=attention_mask, **GREEDY))
+    correct = sum(output == target for output, target in zip(outputs, targets, strict=True))
+    assert correct >= 0.8 * len(targets), f"only {correct}/{len(targets)} toy examples decoded right"
+    assert all(output[-1] == EOS for output in outputs)
+    assert len({len(output) for output in outputs}) >= 5, "</s> should come at varied lengths"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 1. Cached and uncached decoding agree
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def models_by_attention(trained_model) -> dict[str, VaswaniForConditionalGeneration]:
+    models = {}
+    for implementation in ("eager", "sdpa"):
+        model = copy.deepcopy(trained_model)
+        model.set_attn_implementation(implementation)
+        assert model.config._attn_implementation == implementation
+        models[implementation] = model
+    return models
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+@pytest.mark.parametrize("mode", [GREEDY, BEAM, SAMPLE, BEAM_SAMPLE], ids=["greedy", "beam", "sample", "beam_sample"])
+def test_cached_and_uncached_decoding_agree(models_by_attention, batch, implementation, mode):
+    model = models_by_attention[implementation]
+    input_ids, attention_mask, _ = batch
+    outputs = {}
+    for use_cache in (True, False):
+        torch.manual_seed(0)
+        outputs[use_cache] = model.generate(input_ids, attention_mask=attention_mask, use_cache=use_cache, **mode)
+    assert torch.equal(outputs[True], outputs[False]), f"cached:\n{outputs[True]}\nuncached:\n{outputs[False]}"
+    assert all(output[-1] == EOS for output in all_generated(outputs[True]))
+
+
+def test_sampling_samples(trained_model, batch):
+    """The sampling runs above compare real samples: another seed gives another output."""
+    input_ids, attention_mask, _ = batch
+    outputs = []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        outputs.append(all_generated(trained_model.generate(input_ids, attention_mask=attention_mask, **SAMPLE)))
+    assert any(other != outputs[0] for other in outputs[1:])
+
+
+def test_eager_and_sdpa_agree(models_by_attention, batch):
+    input_ids, attention_mask, _ = batch
+    eager, sdpa = (
+        models_by_attention[name].generate(input_ids, attention_mask=attention_mask, **BEAM)
+        for name in ("eager", "sdpa")
+    )
+    assert torch.equal(eager, sdpa)
+
+
+def test_cached_and_uncached_greedy_agree_at_random_init(random_model, batch):
+    """Long outputs (a random model rarely ends early) exercise long caches."""
+    input_ids, attention_mask, _ = batch
+    cached, uncached = (
+        random_model.generate(input_ids, attention_mask=attention_mask, use_cache=use_cache, **GREEDY)
+        for use_cache in (True, False)
+    )
+    assert torch.equal(cached, uncached)
+    assert max(len(output) for output in all_generated(cached)) > 20
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 2. The paper's decoding is the saved default
+# ---------------------------------------------------------------------------------------------------------------------
+EXPECTED_DEFAULTS = dict(
+    num_beams=4,
+    length_penalty=0.6,
+    length_penalty_type="gnmt",
+    max_length_offset=50,
+    early_stopping=True,
+    decoder_start_token_id=BOS,
+    eos_token_id=EOS,
+    pad_token_id=PAD,
+)
+
+
+def check_defaults(values):
+    for name, expected in EXPECTED_DEFAULTS.items():
+        value = values[name] if isinstance(values, dict) else getattr(values, name, None)
+        assert value == expected, f"{name}: {value!r} != {expected!r}"
+
+
+def test_paper_decoding_constants():
+    assert PAPER_DECODING == dict(
+        num_beams=4, length_penalty=0.6, length_penalty_type="gnmt", max_length_offset=50, early_stopping=True
+    )
+
+
+def test_generation_config_defaults_survive_save_and_load(trained_model, batch, tmp_path):
+    check_defaults(trained_model.generation_config)
+    trained_model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "generation_config.json").read_text())
+    check_defaults(saved)
+    check_defaults(GenerationConfig.from_pretrained(tmp_path))
+
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    assert isinstance(loaded, VaswaniForConditionalGeneration)
+    check_defaults(loaded.generation_config)
+
+    # The loaded model decodes as the original does, GNMT scores included.
+    input_ids, attention_mask, _ = batch
+    kwargs = dict(attention_mask=attention_mask, return_dict_in_generate=True, output_scores=True)
+    original = trained_model.generate(input_ids, **kwargs)
+    again = loaded.eval().generate(input_ids, **kwargs)
+    assert torch.equal(original.sequences, again.sequences)
+    torch.testing.assert_close(original.sequences_scores, again.sequences_scores)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. Beam scores are the GNMT-normalised log-probabilities
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 20, 59])
+def test_gnmt_length_penalty_is_the_gnmt_formula(length):
+    penalty = GNMTLengthPenalty(ALPHA)
+    assert length**penalty == pytest.approx(((5 + length) / 6) ** ALPHA, rel=1e-12)
+    if length == 1:
+        assert length**penalty == 1.0
+    else:
+        assert length**penalty != pytest.approx(length**ALPHA)
+
+
+def test_gnmt_length_penalty_compares_as_its_alpha():
+    """Beam search compares the penalty with 0 (`length_penalty > 0.0`) to decide whether longer beams may win."""
+    assert GNMTLengthPenalty(0.6) > 0.0
+    assert not GNMTLengthPenalty(0.6) < 0.0
+    assert GNMTLengthPenalty(-0.5) < 0.0
+    assert not GNMTLengthPenalty(0.0) > 0.0
+
+
+def teacher_forced_log_probs(model, input_ids, attention_mask, sequences) -> tuple[torch.Tensor, list[int]]:
+    """Sum of log-softmax probabilities of each returned sequence's generated tokens (up to and including its first
+    </s>), from one uncached forward pass, and the counts |Y| of those tokens."""
+    repeats = sequences.shape[0] // input_ids.shape[0]
+    with torch.no_grad():
+        logits = model(
+            input_ids=input_ids.repeat_interleave(repeats, 0),
+            attention_mask=attention_mask.repeat_interleave(repeats, 0),
+            decoder_input_ids=sequences[:, :-1],
+            use_cache=False,
+        ).logits
+    token_log_probs = logits.log_softmax(-1).gather(-1, sequences[:, 1:, None]).squeeze(-1)  # (B * repeats, T)
+    lengths = [len(tokens) for tokens in all_generated(sequences)]
+    counted = torch.arange(token_log_probs.shape[1])[None, :] < torch.tensor(lengths)[:, None]
+    return (token_log_probs * counted).sum(-1), lengths
+
+
+def beam_scores(model, input_ids, attention_mask, **kwargs):
+    output = model.generate(
+        input_ids,
+        attention_mask=attention_mask,
+        num_beams=4,
+        return_dict_in_generate=True,
+        output_scores=True,
+        **kwargs,
+    )
+    log_probs, lengths = teacher_forced_log_probs(model, input_ids, attention_mask, output.sequences)
+    return output.sequences, output.sequences_scores, log_probs, torch.tensor(lengths, dtype=torch.float64)
+
+
+def gnmt(lengths):
+    return ((5.0 + lengths) / 6.0) ** ALPHA
+
+
+@pytest.mark.parametrize("model_name", ["trained_model", "random_model"])
+def test_beam_scores_use_the_gnmt_length_penalty(request, batch, model_name):
+    model = request.getfixturevalue(model_name)
+    input_ids, attention_mask, _ = batch
+    # All four hypotheses of every sentence, not only the best, so that the scores cover many lengths.
+    sequences, scores, log_probs, lengths = beam_scores(model, input_ids, attention_mask, num_return_sequences=4)
+    assert all(tokens[-1] == EOS for tokens in all_generated(sequences))
+    assert len(set(lengths.tolist())) >= 3
+    expected = (log_probs.double() / gnmt(lengths)).float()
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+    # ... and not transformers' own |Y| ** alpha.
+    assert (scores - log_probs / lengths.float() ** ALPHA).abs().max() > 1e-3
+
+
+def test_power_length_penalty_is_transformers_form(trained_model, batch):
+    input_ids, attention_mask, _ = batch
+    _, gnmt_scores, _, _ = beam_scores(trained_model, input_ids, attention_mask, num_return_sequences=4)
+    sequences, scores, log_probs, lengths = beam_scores(
+        trained_model, input_ids, attention_mask, num_return_sequences=4, length_penalty_type="power"
+    )
+    assert all(tokens[-1] == EOS for tokens in all_generated(sequences))
+    expected = (log_probs.double() / lengths**ALPHA).float()
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=0)
+    assert (scores - (log_probs.double() / gnmt(lengths)).float()).abs().max() > 1e-3
+    assert not torch.allclose(scores, gnmt_scores, atol=1e-3, rtol=0)
+    # The model's own defaults are untouched by the per-call override.
+    assert trained_model.generation_config.length_penalty_type == "gnmt"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. Maximum output length = input length + 50, per sentence
+# ---------------------------------------------------------------------------------------------------------------------
+MODES = [GREEDY, BEAM, SAMPLE]
+MODE_IDS = ["greedy", "beam", "sample"]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_output_length_is_source_length_plus_50(endless_model, limit_batch, mode):
+    input_ids, attention_mask = limit_batch
+    torch.manual_seed(0)
+    sequences = endless_model.generate(input_ids, attention_mask=attention_mask, **mode)
+    limits = [n + OFFSET for n in source_lengths(attention_mask)]
+    outputs = all_generated(sequences)
+    for output, limit in zip(outputs, limits, strict=True):
+        assert len(output) <= limit
+        # The model never chooses </s>: every output runs to its own limit and ends with the forced </s>.
+        assert len(output) == limit and output[-1] == EOS and EOS not in output[:-1]
+    assert sequences.shape[1] == 1 + max(limits)
+
+
+@pytest.mark.parametrize("mode", [GREEDY, BEAM], ids=["greedy", "beam"])
+def test_length_limit_is_per_sentence(endless_model, limit_batch, mode):
+    """A short source's output does not depend on a long source beside it in the batch."""
+    input_ids, attention_mask = limit_batch
+    batched = all_generated(endless_model.generate(input_ids, attention_mask=attention_mask, **mode))
+    for i, n in enumerate(source_lengths(attention_mask)):
+        alone = all_generated(endless_model.generate(input_ids[i : i + 1, :n], **mode))
+        assert alone == [batched[i]]
+
+
+def test_trained_outputs_do_not_depend_on_the_batch(trained_model, batch):
+    input_ids, attention_mask, _ = batch
+    batched = all_generated(trained_model.generate(input_ids, attention_mask=attention_mask))
+    for i, n in enumerate(source_lengths(attention_mask)):
+        assert all_generated(trained_model.generate(input_ids[i : i + 1, :n])) == [batched[i]]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+@pytest.mark.parametrize("new_tokens", [5, 80])
+def test_max_new_tokens_overrides_the_source_limit(endless_model, limit_batch, mode, new_tokens):
+    input_ids, attention_mask = limit_batch
+    limits = [n + OFFSET for n in source_lengths(attention_mask)]
+    assert new_tokens < min(limits) or new_tokens > max(limits), "the override should cut or exceed every limit"
+    torch.manual_seed(0)
+    sequences = endless_model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=new_tokens, **mode)
+    assert sequences.shape[1] == 1 + new_tokens
+    assert [len(output) for output in all_generated(sequences)] == [new_tokens] * len(LIMIT_LENGTHS)
+    assert (sequences != EOS).all()
+
+
+@pytest.mark.parametrize("mode", [GREEDY, BEAM], ids=["greedy", "beam"])
+@pytest.mark.parametrize("max_length", [8, 70])
+def test_max_length_overrides_the_source_limit(endless_model, limit_batch, mode, max_length):
+    """`max_length` counts the decoder start token (transformers' convention for encoder-decoder models)."""
+    input_ids, attention_mask = limit_batch
+    sequences = endless_model.generate(input_ids, attention_mask=attention_mask, max_length=max_length, **mode)
+    assert sequences.shape[1] == max_length
+    assert [len(output) for output in all_generated(sequences)] == [max_length - 1] * len(LIMIT_LENGTHS)
+
+
+def test_generation_config_max_new_tokens_overrides_the_source_limit(endless_model, limit_batch):
+    input_ids, attention_mask = limit_batch
+    config = copy.deepcopy(endless_model.generation_config)
+    config.max_new_tokens = 7
+    sequences = endless_model.generate(input_ids, attention_mask=attention_mask, generation_config=config)
+    assert [len(output) for output in all_generated(sequences)] == [7] * len(LIMIT_LENGTHS)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_max_length_offset_changes_the_limit(endless_model, limit_batch, mode):
+    input_ids, attention_mask = limit_batch
+    torch.manual_seed(0)
+    sequences = endless_model.generate(input_ids, attention_mask=attention_mask, max_length_offset=10, **mode)
+    outputs = all_generated(sequences)
+    assert [len(output) for output in outputs] == [n + 10 for n in source_lengths(attention_mask)]
+    assert all(output[-1] == EOS for output in outputs)
+    assert endless_model.generation_config.max_length_offset == OFFSET  # a per-call override
+
+
+def test_max_length_offset_from_a_generation_config(endless_model, limit_batch):
+    input_ids, attention_mask = limit_batch
+    config = copy.deepcopy(endless_model.generation_config)
+    config.max_length_offset = 3
+    sequences = endless_model.generate(input_ids, attention_mask=attention_mask, generation_config=config)
+    assert [len(output) for output in all_generated(sequences)] == [n + 3 for n in source_lengths(attention_mask)]
+
+
+@pytest.mark.filterwarnings("ignore:Using the model-agnostic default `max_length`:UserWarning")
+@pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
+def test_max_length_offset_none_disables_the_limit(endless_model, limit_batch, mode):
+    """Without the source-relative limit, transformers' own length rule applies: the same output as
+    `GenerationMixin.generate` (no source limit of ours), one length for every sentence, shorter than any source
+    limit here, not ended by </s>."""
+    input_ids, attention_mask = limit_batch
+    torch.manual_seed(0)
+    sequences = endless_model.generate(input_ids, attention_mask=attention_mask, max_length_offset=None, **mode)
+    torch.manual_seed(0)
+    reference = GenerationMixin.generate(endless_model, input_ids, attention_mask=attention_mask, **mode)
+    assert torch.equal(sequences, reference)
+    lengths = [len(output) for output in all_generated(sequences)]
+    assert lengths == [sequences.shape[1] - 1] * len(LIMIT_LENGTHS)
+    assert lengths[0] < min(source_lengths(attention_mask)) + OFFSET
+    assert (sequences != EOS).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 5. generate() from encoder outputs
+# ---------------------------------------------------------------------------------------------------------------------
+def encode(model, input_ids, attention_mask):
+    # Fresh outputs for every call: generate() expands them in place for beam search.
+    with torch.no_grad():
+        return model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+
+
+@pytest.mark.parametrize("mode", [GREEDY, BEAM], ids=["greedy", "beam"])
+def test_generate_from_encoder_outputs(trained_model, batch, mode):
+    input_ids, attention_mask, targets = batch
+    from_ids = trained_model.generate(input_ids, attention_mask=attention_mask, **mode)
+    from_states = trained_model.generate(
+        encoder_outputs=encode(trained_model, input_ids, attention_mask), attention_mask=attention_mask, **mode
+    )
+    assert torch.equal(from_ids, from_states)
+    in_training_lengths = [i for i, n in enumerate(BATCH_LENGTHS) if n <= 8]
+    assert (
+        sum(all_generated(from_states)[i] == targets[i] for i in in_training_lengths) >= len(in_training_lengths) - 1
+    )
+
+
+@pytest.mark.parametrize("mode", [GREEDY, BEAM], ids=["greedy", "beam"])
+def test_encoder_outputs_take_source_lengths_from_the_mask(endless_model, limit_batch, mode):
+    input_ids, attention_mask = limit_batch
+    sequences = endless_model.generate(
+        encoder_outputs=encode(endless_model, input_ids, attention_mask), attention_mask=attention_mask, **mode
+    )
+    assert [len(output) for output in all_generated(sequences)] == [n + OFFSET for n in source_lengths(attention_mask)]
+
+
+def test_encoder_outputs_without_mask_use_their_full_width(endless_model):
+    sources, _ = toy_examples([4, 4], torch.Generator().manual_seed(5))
+    input_ids, attention_mask = pad_batch(sources)
+    sequences = endless_model.generate(encoder_outputs=encode(endless_model, input_ids, attention_mask), **GREEDY)
+    assert [len(output) for output in all_generated(sequences)] == [5 + OFFSET] * 2
