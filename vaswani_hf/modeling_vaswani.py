@@ -69,11 +69,12 @@ def eager_attention_forward(
     mask builders make it; the sdpa and flash kernels registered in `ALL_ATTENTION_FUNCTIONS` compute the same.
     Returns the output as (B, T, H, D), the layout every attention interface returns, and the weights (B, H, T, L).
     """
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, D) @ (B, H, D, L) -> (B, H, T, L)
+    # Scores in float32 before the mask is added: in fp16, a score below about -16 plus the mask's -65504 rounds to
+    # -inf, and a row whose keys are all masked (a left-padded position) would turn into NaN and spread.
+    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling  # (B, H, T, D) @ (B, H, D, L) -> (B, H, T, L)
     if attention_mask is not None:
         scores = scores + attention_mask
-    # Softmax in float32: in half precision a masked score near the dtype's minimum would otherwise underflow badly.
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.softmax(scores, dim=-1).to(query.dtype)
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value)  # (B, H, T, L) @ (B, H, L, D) -> (B, H, T, D)
     return output.transpose(1, 2).contiguous(), weights  # (B, T, H, D)
