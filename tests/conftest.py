@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny configurations that run in milliseconds on a CPU."""
+"""Shared fixtures: tiny configurations that run in milliseconds on a CPU, and a Python without this package."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -24,3 +28,25 @@ def tiny_config():
         return VaswaniConfig(**{**TINY, **overrides})
 
     return make
+
+
+@pytest.fixture
+def run_without_package(tmp_path):
+    """Runs Python code in a fresh process where `vaswani_hf` cannot be imported, as for a user who only has
+    transformers; offline, with its own remote-code module cache. Returns the finished process."""
+
+    def run(code: str, *args: str) -> subprocess.CompletedProcess:
+        script = tmp_path / "without_package.py"
+        script.write_text('import sys\nsys.modules["vaswani_hf"] = None\n' + code)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+        return subprocess.run(
+            [sys.executable, str(script), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
+
+    return run

@@ -3,8 +3,6 @@ ways, and refusal of weights that do not fit the config."""
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -80,7 +78,6 @@ def test_translation_task_restored_without_breaking_other_tasks():
 REMOTE_SCRIPT = textwrap.dedent(
     """
     import json, sys
-    sys.modules["vaswani_hf"] = None  # the package is not importable in this process
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
@@ -118,20 +115,9 @@ REMOTE_SCRIPT = textwrap.dedent(
 )
 
 
-def test_loads_without_the_package_through_remote_code(saved_dir, tmp_path):
-    script = tmp_path / "remote.py"
-    script.write_text(REMOTE_SCRIPT)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+def test_loads_without_the_package_through_remote_code(saved_dir, tmp_path, run_without_package):
     report_file = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, str(script), str(saved_dir), str(report_file)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-    )
+    result = run_without_package(REMOTE_SCRIPT, str(saved_dir), str(report_file))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(report_file.read_text())
     assert report["refused_without_trust"]

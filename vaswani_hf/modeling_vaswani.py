@@ -378,12 +378,6 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding):
-        self.embeddings.embed_tokens = value
-
     @merge_with_config_defaults
     @capture_outputs
     def forward(
@@ -419,12 +413,6 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         self.layers = nn.ModuleList([VaswaniDecoderLayer(config, i) for i in range(config.decoder_layers)])
         self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if config.norm_first else None
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.embeddings.embed_tokens
-
-    def set_input_embeddings(self, value: nn.Embedding):
-        self.embeddings.embed_tokens = value
 
     @merge_with_config_defaults
     @capture_outputs
