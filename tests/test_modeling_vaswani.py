@@ -689,3 +689,57 @@ def test_too_long_inputs_are_refused(tiny_config):
             model(input_ids=long, decoder_input_ids=short)
         with pytest.raises(ValueError, match="max_position_embeddings=8"):
             model(input_ids=short, decoder_input_ids=long)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Trainer: gradient accumulation is exact because the model divides by the Trainer's num_items_in_batch
+# ---------------------------------------------------------------------------------------------------------------------
+def trainer_update(model, tmp_path, batch_size, accumulation):
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    # Target lengths differ, so per-micro-batch averaging would weight tokens unequally.
+    examples = [{"input_ids": [5 + i, 6 + i, 2], "labels": [7 + i] * (1 + i % 4) + [2]} for i in range(8)]
+
+    def collate(features):
+        width = max(len(f["input_ids"]) for f in features)
+        label_width = max(len(f["labels"]) for f in features)
+        return {
+            "input_ids": torch.tensor([f["input_ids"] + [0] * (width - len(f["input_ids"])) for f in features]),
+            "attention_mask": torch.tensor(
+                [[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features]
+            ),
+            "labels": torch.tensor([f["labels"] + [-100] * (label_width - len(f["labels"])) for f in features]),
+        }
+
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path / f"run{batch_size}x{accumulation}"),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=1.0,
+        # Plain SGD without clipping: Adam's first step and norm clipping are nearly scale-free and would hide a
+        # wrongly scaled gradient.
+        optim="sgd",
+        max_grad_norm=0.0,
+        lr_scheduler_type="constant",
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        remove_unused_columns=False,
+        seed=0,
+    )
+    Seq2SeqTrainer(model=model, args=args, train_dataset=examples, data_collator=collate).train()
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def test_trainer_accumulation_equals_one_large_batch(tiny_config, tmp_path):
+    def fresh():
+        torch.manual_seed(0)
+        return VaswaniForConditionalGeneration(tiny_config(label_smoothing=0.1))
+
+    one_batch = trainer_update(fresh(), tmp_path, batch_size=8, accumulation=1)
+    accumulated = trainer_update(fresh(), tmp_path, batch_size=4, accumulation=2)
+    initial = dict(fresh().named_parameters())
+    assert any(not torch.equal(one_batch[n], initial[n]) for n in one_batch)  # the update did something
+    for name in one_batch:
+        torch.testing.assert_close(accumulated[name], one_batch[name], atol=1e-6, rtol=1e-5, msg=name)
