@@ -355,7 +355,8 @@ class VaswaniPreTrainedModel(PreTrainedModel):
         tied output projection start near unit scale."""
         if isinstance(module, nn.Linear):
             init.xavier_uniform_(module.weight)
-            init.zeros_(module.bias) if module.bias is not None else None
+            if module.bias is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
         elif isinstance(module, nn.LayerNorm):
@@ -606,7 +607,7 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
             # <pad> is never a target: tokenizers pad labels with it, collators with -100; both are ignored.
             labels = labels.masked_fill(labels == self.config.pad_token_id, -100)
             # Label smoothing (§5.4) spreads epsilon uniformly over the vocabulary (Szegedy et al., 2016, whom the
-            # paper cites); padding (-100) contributes nothing.
+            # paper cites).
             loss = F.cross_entropy(
                 logits.flatten(0, 1).float(),  # (B * T, V)
                 labels.flatten().to(logits.device),
