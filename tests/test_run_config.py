@@ -1,0 +1,69 @@
+"""Run configs: presets parse and match the paper, overrides apply, typos and bad values are errors."""
+
+import pytest
+
+from vaswani_hf import VaswaniConfig
+from vaswani_hf.run_config import RunConfig, presets
+
+
+def test_presets_exist_and_load():
+    assert {"base", "big", "small-cpu"} <= set(presets())
+    for name in presets():
+        RunConfig.load(name)
+
+
+def test_paper_presets_follow_the_paper():
+    base, big = RunConfig.load("base"), RunConfig.load("big")
+    for cfg in (base, big):
+        assert cfg.train.update_tokens == 25000 and cfg.train.warmup_steps == 4000 and cfg.train.lr_scale == 1.0
+        assert cfg.train.mixed_precision == "no" and cfg.train.clip_norm is None
+        assert cfg.checkpoint.every_minutes == 10 and cfg.model.overrides() == {}
+    assert base.model.preset == "base" and base.train.max_steps == 100000 and base.checkpoint.average_last == 5
+    assert big.model.preset == "big" and big.train.max_steps == 300000 and big.checkpoint.average_last == 20
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("output_dir: x\nmodel:\n  d_model: 128\ntrain:\n  lr_scale: 2\n")
+    cfg = RunConfig.load(path, ["train.lr_scale=0.5", "model.norm_first=true", "train.clip_norm=null"])
+    assert cfg.output_dir == "x" and cfg.model.d_model == 128 and cfg.train.lr_scale == 0.5
+    assert cfg.model.overrides() == {"d_model": 128, "norm_first": True}
+    VaswaniConfig.base(**cfg.model.overrides())
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr_scal=2", "Unknown run-config key 'train.lr_scal'. Did you mean 'train.lr_scale'"),
+        ("trian.lr_scale=2", "Unknown run-config key 'trian'"),
+        ("train.max_tokens=abc", "train.max_tokens must be int"),
+        ("train.max_steps=true", "train.max_steps must be int or null"),
+        ("train.mixed_precision=fp8", "train.mixed_precision must be one of"),
+        ("train.warmup_steps=0", "train.warmup_steps must be positive"),
+        ("model.preset=huge", "model.preset must be one of"),
+        ("lr=1", "Unknown run-config key 'lr'"),
+        ("train=3", "train must be a mapping"),
+        ("data.tgt_lang=en", "both 'en'"),
+        ("novalue", "section.key=value"),
+    ],
+)
+def test_bad_configs_are_errors(override, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        RunConfig.load("base", [override])
+
+
+def test_a_run_needs_a_budget():
+    with pytest.raises(ValueError, match="at least one of"):
+        RunConfig.load("base", ["train.max_steps=null"])
+
+
+def test_unknown_preset_or_missing_file():
+    with pytest.raises(FileNotFoundError, match="presets: .*base"):
+        RunConfig.load("tiny")
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = RunConfig.load("small-cpu", ["train.seed=7"])
+    path = tmp_path / "saved.yaml"
+    path.write_text(cfg.to_yaml())
+    assert RunConfig.load(path) == cfg

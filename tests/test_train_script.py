@@ -1,0 +1,202 @@
+"""`scripts/train.py` end to end on a tiny corpus: a killed or signalled run resumes to the same weights as an
+uninterrupted one, two processes make the same update as one, and bad input fails clearly."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vaswani_hf import train_shared_bpe
+from vaswani_hf.run_config import RunConfig
+from vaswani_hf.training import plan_epoch, prepare_corpus, tokenize_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "scripts" / "train.py"
+WORDS = dict(
+    zip(
+        "house tree car dog cat red blue big small the a sees has is".split(),
+        "Haus Baum Auto Hund Katze rot blau groß klein das ein sieht hat ist".split(),
+        strict=True,
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A word-for-word English-German toy corpus and a BPE tokenizer trained on it."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    rows = []
+    for _ in range(400):
+        en = [rng.choice(list(WORDS)) for _ in range(rng.randint(2, 10))]
+        rows.append({"en": " ".join(en), "de": " ".join(WORDS[w] for w in en)})
+    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = train_shared_bpe([t for r in rows for t in r.values()], vocab_size=120)
+    tokenizer.save_pretrained(root / "tokenizer")
+    return root
+
+
+def overrides(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        f"output_dir={out}",
+        f"data.corpus={corpus / 'train.jsonl'}",
+        f"data.tokenizer={corpus / 'tokenizer'}",
+        "model.d_model=16",
+        "model.d_ff=32",
+        "model.num_heads=2",
+        "model.encoder_layers=1",
+        "model.decoder_layers=1",
+        "train.max_tokens=128",
+        "train.update_tokens=200",
+        "train.warmup_steps=10",
+        "train.lr_scale=0.5",
+        "train.log_every=10",
+        "checkpoint.every_minutes=null",
+        "eval.every_steps=null",
+        *extra,
+    ]
+
+
+def train(corpus, out, *extra, resume=False, launcher=(sys.executable,), wait=True):
+    args = [
+        *launcher,
+        str(TRAIN),
+        "--config",
+        "base",
+        *(["--resume"] if resume else []),
+        *overrides(corpus, out, *extra),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    if not wait:
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def weights(out: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(out / "checkpoints" / f"checkpoint-{step:08d}" / "model.safetensors")
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+STEPS = ["train.max_steps=300", "checkpoint.every_steps=50", "model.dropout=0.1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    train(corpus, out, *STEPS)
+    return out
+
+
+def test_uninterrupted_run_writes_a_loadable_averaged_model(uninterrupted):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    summary = json.loads((uninterrupted / "train_summary.json").read_text())
+    assert summary["updates"] == 300
+    # The last five of the checkpoints every 50 updates (§6.1).
+    assert summary["averaged_checkpoints"] == [f"checkpoint-{s:08d}" for s in (100, 150, 200, 250, 300)]
+    model = AutoModelForSeq2SeqLM.from_pretrained(uninterrupted / "model")
+    tokenizer = AutoTokenizer.from_pretrained(uninterrupted / "model")
+    out = model.generate(**tokenizer(["the dog"], return_tensors="pt"), num_beams=1)
+    assert out.shape[0] == 1
+    assert (uninterrupted / "run_config.yaml").exists() and any((uninterrupted / "train").iterdir())
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(corpus, uninterrupted, tmp_path, how):
+    process = train(corpus, tmp_path, *STEPS, wait=False)
+    wait_for(tmp_path / "checkpoints" / "checkpoint-00000050", process)
+    process.send_signal(how)
+    output, _ = process.communicate(timeout=120)
+    if how == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+    else:
+        # A clean exit with a checkpoint at the update where the signal arrived.
+        assert process.returncode == 0, output
+        assert "stopped by signal" in output
+    saved = [int(p.name.split("-")[1]) for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("check")]
+    assert max(saved) < 300, "the run finished before it was interrupted"
+
+    train(corpus, tmp_path, *STEPS, resume=True)
+    resumed, reference = weights(tmp_path, 300), weights(uninterrupted, 300)
+    assert resumed.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=0, msg=name)
+
+
+def test_two_processes_make_the_same_update_as_one(corpus, tmp_path):
+    # Pick an update size whose first update splits evenly across two processes, so both runs see the same
+    # global batch; the test then compares the weights after that update.
+    data = RunConfig.load("base", overrides(corpus, tmp_path)).data
+    tokenizer_dataset = prepare_corpus(data)["train"]
+    from transformers import AutoTokenizer
+
+    tokenized, _ = tokenize_pairs(
+        tokenizer_dataset, AutoTokenizer.from_pretrained(corpus / "tokenizer"), src_lang="en", tgt_lang="de",
+        max_length=256,
+    )  # fmt: skip
+    src = [len(x) for x in tokenized["input_ids"]]
+    tgt = [len(x) for x in tokenized["labels"]]
+    for update_tokens in range(300, 2000, 20):
+        one, two = (
+            plan_epoch(src, tgt, max_tokens=128, update_tokens=update_tokens, num_processes=n, seed=1)[0]
+            for n in (1, 2)
+        )
+        if one == two:
+            break
+    assert one == two and len(one.micro_batches) >= 4
+
+    extra = ["train.max_steps=1", f"train.update_tokens={update_tokens}", "checkpoint.average_last=1"]
+    train(corpus, tmp_path / "one", *extra)
+    launcher = (
+        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no",
+    )  # fmt: skip
+    train(corpus, tmp_path / "two", *extra, launcher=launcher)
+    single, double = weights(tmp_path / "one", 1), weights(tmp_path / "two", 1)
+    for name in single:
+        torch.testing.assert_close(double[name], single[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def run_train(args, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(TRAIN), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_typo_in_an_override_is_an_error(corpus, tmp_path):
+    done = run_train(["--config", "base", *overrides(corpus, tmp_path), "train.lr_scal=2"], tmp_path)
+    assert done.returncode != 0 and "Did you mean 'train.lr_scale'" in done.stderr
+
+
+def test_misaligned_files_and_foreign_tokenizer_fail_clearly(corpus, tmp_path):
+    (tmp_path / "bad.en").write_text("a\nb\nc\n")
+    (tmp_path / "bad.de").write_text("x\ny\n")
+    done = run_train(["--config", "base", *overrides(corpus, tmp_path), f"data.corpus={tmp_path / 'bad'}"], tmp_path)
+    assert done.returncode != 0 and "3" in done.stderr and "2" in done.stderr and "bad.de" in done.stderr
+
+
+def test_resume_refuses_another_model_configuration(corpus, uninterrupted, tmp_path):
+    shutil.copytree(uninterrupted, tmp_path / "run")
+    done = run_train(
+        ["--config", "base", "--resume", *overrides(corpus, tmp_path / "run"), *STEPS, "model.d_ff=64"], tmp_path
+    )
+    assert done.returncode != 0 and "another model configuration" in done.stderr
+    done = run_train(["--config", "base", *overrides(corpus, tmp_path / "run"), *STEPS], tmp_path)
+    assert done.returncode != 0 and "--resume" in done.stderr

@@ -1,0 +1,465 @@
+"""The paper's training recipe (§5): token-budget batching, the Eq. 3 schedule, checkpoints and averaging."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+
+def noam_lambda(d_model: int, warmup_steps: int):
+    """Eq. 3 as a function of the update number (1-based): d_model^-0.5 * min(n^-0.5, n * warmup^-1.5).
+
+    The first update uses n = 1, never lr 0: ``LambdaLR`` calls its function with 0 before the first
+    step, so the function shifts by one. transformers' ``inverse_sqrt`` schedule starts at 0 instead.
+    """
+    if d_model <= 0 or warmup_steps <= 0:
+        raise ValueError(f"noam_lambda needs d_model > 0 and warmup_steps > 0, got {d_model} and {warmup_steps}.")
+
+    def lr_at(step: int) -> float:
+        n = step + 1
+        return d_model**-0.5 * min(n**-0.5, n * warmup_steps**-1.5)
+
+    return lr_at
+
+
+def noam_schedule(
+    optimizer: torch.optim.Optimizer, d_model: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Eq. 3 on ``optimizer``; its ``lr`` multiplies the schedule (1.0 is the paper)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, noam_lambda(d_model, warmup_steps))
+
+
+def paper_adam(params, lr_scale: float = 1.0, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """§5.3: Adam with beta1 0.9, beta2 0.98, eps 1e-9; ``lr_scale`` multiplies Eq. 3."""
+    return torch.optim.Adam(params, lr=lr_scale, betas=(0.9, 0.98), eps=1e-9, weight_decay=weight_decay)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data: tokenized pairs and token-budget batches (§5.1)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def tokenize_pairs(dataset, tokenizer, *, src_lang: str, tgt_lang: str, max_length: int, num_proc: int | None = None):
+    """`input_ids` and `labels` (each ending with </s>) for a dataset with a WMT-style `translation` column.
+
+    Pairs with more than `max_length` tokens on either side are dropped rather than truncated: a truncated target
+    teaches the model to stop mid-sentence. Returns the tokenized dataset and the number of pairs dropped.
+    """
+
+    def encode(batch):
+        src = [pair[src_lang] for pair in batch["translation"]]
+        tgt = [pair[tgt_lang] for pair in batch["translation"]]
+        return {
+            "input_ids": tokenizer(src, add_special_tokens=True)["input_ids"],
+            "labels": tokenizer(tgt, add_special_tokens=True)["input_ids"],
+        }
+
+    encoded = dataset.map(
+        encode, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc="Tokenizing"
+    )
+    kept = encoded.filter(
+        lambda batch: [
+            max(len(s), len(t)) <= max_length for s, t in zip(batch["input_ids"], batch["labels"], strict=True)
+        ],
+        batched=True,
+        num_proc=num_proc,
+        desc=f"Dropping pairs over {max_length} tokens",
+    )
+    return kept, len(encoded) - len(kept)
+
+
+def token_batches(
+    src_lengths: Sequence[int], tgt_lengths: Sequence[int], max_tokens: int, *, rng: np.random.Generator
+) -> list[list[int]]:
+    """Length-bucketed batches whose padded size, batch size x the longest side, stays within `max_tokens`.
+
+    Pairs are sorted by target then source length (ties broken at random), so a batch holds pairs of nearly the same
+    lengths and padding is small; the batches come back in a random order. The padded size counts the longer of the
+    two sides, as fairseq does, because both the encoder and the decoder run on the batch.
+    """
+    src = np.asarray(src_lengths)
+    tgt = np.asarray(tgt_lengths)
+    longest = np.maximum(src, tgt)
+    if len(longest) and longest.max() > max_tokens:
+        raise ValueError(
+            f"A pair has {longest.max()} tokens but train.max_tokens is {max_tokens}: raise train.max_tokens or lower "
+            "data.max_length."
+        )
+    order = rng.permutation(len(src))
+    order = order[np.lexsort((src[order], tgt[order]))]
+    batches, current, width = [], [], 0
+    for index in order.tolist():
+        new_width = max(width, int(longest[index]))
+        if current and new_width * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current, new_width = [], int(longest[index])
+        current.append(index)
+        width = new_width
+    if current:
+        batches.append(current)
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@dataclass(frozen=True)
+class Update:
+    """The micro-batches of one optimizer update; process `rank` of `n` runs `micro_batches[rank::n]`."""
+
+    micro_batches: tuple[tuple[int, ...], ...]
+    target_tokens: int
+
+    def for_process(self, rank: int, num_processes: int) -> tuple[tuple[int, ...], ...]:
+        return self.micro_batches[rank::num_processes]
+
+
+def plan_epoch(
+    src_lengths: Sequence[int],
+    tgt_lengths: Sequence[int],
+    *,
+    max_tokens: int,
+    update_tokens: int,
+    num_processes: int = 1,
+    seed: int = 0,
+    epoch: int = 0,
+) -> list[Update]:
+    """One epoch as a list of updates of about `update_tokens` target tokens each (§5.1: ~25000).
+
+    Every process computes the same plan from (seed, epoch), so the plan doubles as the data position of a
+    checkpoint, and each update knows its global number of target tokens before it runs: the loss of every
+    micro-batch is divided by it, which makes the update the same whether its micro-batches run one after another on
+    one process or side by side on several. An update holds a multiple of `num_processes` micro-batches so that every
+    process takes part in every update; up to `num_processes - 1` leftover batches are skipped each epoch.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    batches = token_batches(src_lengths, tgt_lengths, max_tokens, rng=rng)
+    tgt = np.asarray(tgt_lengths)
+    updates, current, tokens = [], [], 0
+    for batch in batches:
+        current.append(tuple(batch))
+        tokens += int(tgt[batch].sum())
+        if tokens >= update_tokens and len(current) % num_processes == 0:
+            updates.append(Update(tuple(current), tokens))
+            current, tokens = [], 0
+    usable = len(current) - len(current) % num_processes
+    if usable:
+        current = current[:usable]
+        updates.append(Update(tuple(current), int(sum(tgt[list(b)].sum() for b in current))))
+    return updates
+
+
+def collate(examples: dict[str, list[list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded tensors from a dict of lists (`dataset[indices]`); label padding is -100 (no loss)."""
+    sources, targets = examples["input_ids"], examples["labels"]
+    input_ids = torch.full((len(sources), max(map(len, sources))), pad_token_id, dtype=torch.long)  # (B, S)
+    labels = torch.full((len(targets), max(map(len, targets))), -100, dtype=torch.long)  # (B, T)
+    for row, (src, tgt) in enumerate(zip(sources, targets, strict=True)):
+        input_ids[row, : len(src)] = torch.tensor(src)
+        labels[row, : len(tgt)] = torch.tensor(tgt)
+    return {"input_ids": input_ids, "attention_mask": (input_ids != pad_token_id).long(), "labels": labels}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Checkpoints (§6.1: every 10 minutes) and their average
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint needs besides model, optimizer, scheduler and RNG: where the run is in its data."""
+
+    step: int = 0
+    epoch: int = 0
+    update_in_epoch: int = 0
+    target_tokens: int = 0
+    train_seconds: float = 0.0
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+class CheckpointManager:
+    """Atomic checkpoints `root/checkpoint-<step>` holding everything `--resume` needs; the last `keep` are kept.
+
+    A checkpoint is written into `root/.tmp-checkpoint-<step>` and renamed when complete, so a crash, a kill or a
+    full disk never leaves a partial checkpoint under a final name, and earlier checkpoints are not touched.
+    """
+
+    def __init__(self, root: str | Path, keep: int):
+        self.root = Path(root)
+        self.keep = keep
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
+        return sorted(found, key=lambda p: int(p.name.removeprefix(CHECKPOINT_PREFIX)))
+
+    def latest(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def save(self, accelerator, step: int) -> Path:
+        """Every process calls this (each writes its own RNG state); the main process renames and prunes."""
+        final = self.root / f"{CHECKPOINT_PREFIX}{step:08d}"
+        if final.exists():
+            return final
+        # One name on every process: they all write into the same directory (a shared filesystem across nodes).
+        tmp = self.root / f".tmp-{CHECKPOINT_PREFIX}{step:08d}"
+        try:
+            if accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(tmp), safe_serialization=True)
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                os.replace(tmp, final)
+        except OSError as error:
+            if accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise RuntimeError(
+                f"Could not write checkpoint {final}: {error}. Earlier checkpoints in {self.root} are intact; free "
+                "disk space and continue with --resume."
+            ) from error
+        if accelerator.is_main_process:
+            for old in self.checkpoints()[: -self.keep]:
+                shutil.rmtree(old)
+        accelerator.wait_for_everyone()
+        return final
+
+    def remove_partial(self) -> None:
+        """Delete what a killed save left behind."""
+        if self.root.is_dir():
+            for tmp in self.root.glob(f".tmp-{CHECKPOINT_PREFIX}*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the model weights of several checkpoints (§6.1), accumulated in float64.
+
+    Each checkpoint is a directory with `model.safetensors` (what `Accelerator.save_state` or `save_pretrained`
+    writes) or that file itself.
+    """
+    if not checkpoints:
+        raise ValueError("average_checkpoints needs at least one checkpoint.")
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for n, checkpoint in enumerate(checkpoints):
+        path = Path(checkpoint)
+        path = path / "model.safetensors" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"No model weights at {path}; expected a checkpoint directory with model.safetensors."
+            )
+        weights = load_file(path)
+        if n and weights.keys() != total.keys():
+            differ = sorted(weights.keys() ^ total.keys())
+            raise ValueError(
+                f"{path} holds other tensors than {checkpoints[0]} ({differ[:3]}...): only checkpoints of one run "
+                "(one model configuration) can be averaged."
+            )
+        for name, tensor in weights.items():
+            if n and tensor.shape != total[name].shape:
+                raise ValueError(
+                    f"{path}: {name} has shape {tuple(tensor.shape)}, {tuple(total[name].shape)} in {checkpoints[0]}; "
+                    "only checkpoints of one model configuration can be averaged."
+                )
+            dtypes.setdefault(name, tensor.dtype)
+            total[name] = total[name] + tensor.double() if n else tensor.double()
+    return {name: (tensor / len(checkpoints)).to(dtypes[name]) for name, tensor in total.items()}
+
+
+def save_averaged_model(
+    checkpoints: Sequence[str | Path], config_dir: str | Path, output_dir: str | Path, tokenizer=None
+) -> Path:
+    """Average `checkpoints` into a model directory that `AutoModelForSeq2SeqLM.from_pretrained` loads.
+
+    `config_dir` holds the run's `config.json` (`output_dir/model_config` of a training run); `tokenizer`, if given,
+    is saved beside the weights. The directory is written under a temporary name and renamed, so an existing model
+    there is replaced only by a complete one.
+    """
+    from .configuration_vaswani import VaswaniConfig
+    from .modeling_vaswani import VaswaniForConditionalGeneration
+
+    model = VaswaniForConditionalGeneration(VaswaniConfig.from_pretrained(config_dir))
+    averaged = average_checkpoints(checkpoints)
+    # Tied matrices are stored once; loading the shared one restores the others.
+    missing, unexpected = model.load_state_dict(averaged, strict=False)
+    missing = [k for k in missing if k not in model.all_tied_weights_keys]
+    if missing or unexpected:
+        raise ValueError(
+            f"The checkpoints do not match the model configured in {config_dir}: missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}. Average checkpoints of the run that {config_dir} belongs to."
+        )
+    model.tie_weights()
+    return save_model_dir(model, output_dir, tokenizer=tokenizer)
+
+
+def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
+    """`save_pretrained` (and the tokenizer's) into a temporary sibling, then an atomic swap into `output_dir`."""
+    output_dir = Path(output_dir)
+    tmp = output_dir.with_name(f".tmp-{output_dir.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    if output_dir.exists():
+        old = output_dir.with_name(f".old-{output_dir.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(output_dir, old)
+        os.replace(tmp, output_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, output_dir)
+    return output_dir
+
+
+def check_tokenizer(config, tokenizer) -> None:
+    """A clear error when a tokenizer cannot feed the model: ids beyond the vocabulary or other special ids."""
+    if len(tokenizer) > config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {config.vocab_size}: the model "
+            "was built for another tokenizer. Use the tokenizer saved with the model."
+        )
+    for name in ("pad_token_id", "eos_token_id"):
+        if getattr(tokenizer, name) != getattr(config, name):
+            raise ValueError(
+                f"tokenizer.{name} is {getattr(tokenizer, name)} but the model's config says "
+                f"{getattr(config, name)}: the model was built for another tokenizer."
+            )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The pieces `scripts/train.py` strings together
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def prepare_corpus(data_args, log=None):
+    """The run's `DatasetDict`: `train` (cleaned), and `validation` plus any test splits the corpus has.
+
+    `data_args.corpus == "default"` is the built-in English-German corpus; anything else goes to
+    `vaswani_hf.data.load_parallel`, with `data_args.validation` the same way.
+    """
+    from datasets import DatasetDict
+
+    from .data import clean_parallel, load_parallel
+
+    if data_args.corpus == "default":
+        from .default_corpus import load_default_corpus
+
+        if {data_args.src_lang, data_args.tgt_lang} != {"en", "de"}:
+            raise ValueError(
+                f"The default corpus is English-German; data.src_lang/tgt_lang are {data_args.src_lang!r}/"
+                f"{data_args.tgt_lang!r}. Use en/de, or point data.corpus at your own files."
+            )
+        corpus = DatasetDict(load_default_corpus())
+        if data_args.validation is not None:
+            corpus["validation"] = load_parallel(
+                data_args.validation, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang
+            )
+    else:
+        corpus = DatasetDict(
+            train=load_parallel(data_args.corpus, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang)
+        )
+        if data_args.validation is not None:
+            corpus["validation"] = load_parallel(
+                data_args.validation, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang
+            )
+    if data_args.clean:
+        corpus["train"], report = clean_parallel(
+            corpus["train"],
+            src_lang=data_args.src_lang,
+            tgt_lang=data_args.tgt_lang,
+            max_words=data_args.max_words,
+            max_ratio=data_args.max_ratio,
+        )
+        if log:
+            log(f"cleaning: {report}")
+    return corpus
+
+
+def load_or_train_tokenizer(data_args, train_split, directory: Path, *, resume: bool):
+    """The run's tokenizer: `data.tokenizer` if set, the run's own on resume, else a shared BPE trained on the
+    training split (§5.1) and saved to `directory`."""
+    from transformers import AutoTokenizer
+
+    from .tokenization import train_shared_bpe
+
+    if data_args.tokenizer is not None:
+        return AutoTokenizer.from_pretrained(data_args.tokenizer)
+    if resume or (directory / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(directory)
+    texts = (pair[lang] for pair in train_split["translation"] for lang in (data_args.src_lang, data_args.tgt_lang))
+    tokenizer = train_shared_bpe(texts, vocab_size=data_args.vocab_size)
+    tmp = directory.with_name(f".tmp-{directory.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, directory)
+    return tokenizer
+
+
+@torch.no_grad()
+def validation_loss(model, dataset, *, max_tokens: int, pad_token_id: int, accelerator) -> dict[str, float]:
+    """Per-token label-smoothed loss, plain cross-entropy and perplexity on a tokenized split, shared by processes."""
+    model.eval()
+    batches = token_batches(
+        [len(x) for x in dataset["input_ids"]],
+        [len(x) for x in dataset["labels"]],
+        max_tokens,
+        rng=np.random.default_rng(0),
+    )
+    totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # smoothed loss, nll, tokens
+    for indices in batches[accelerator.process_index :: accelerator.num_processes]:
+        batch = {k: v.to(accelerator.device) for k, v in collate(dataset[indices], pad_token_id).items()}
+        with accelerator.autocast():
+            output = model(**batch, num_items_in_batch=1)
+        labels = batch["labels"]
+        nll = torch.nn.functional.cross_entropy(
+            output.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
+        )
+        totals += torch.stack([output.loss.double(), nll.double(), (labels != -100).sum().double()])
+    totals = accelerator.reduce(totals, "sum")
+    loss_sum, nll_sum, tokens = totals.tolist()
+    nll = nll_sum / tokens
+    return {"valid/loss": loss_sum / tokens, "valid/nll": nll, "valid/ppl": math.exp(nll), "valid/tokens": tokens}
+
+
+def validate(model, tokenizer, valid_set, valid_pairs, cfg, accelerator) -> dict[str, float]:
+    """Validation loss and perplexity on the whole split, BLEU/chrF with beam search on its first sentences."""
+    from .evaluation import score, translate
+
+    metrics = validation_loss(
+        model, valid_set, max_tokens=cfg.eval.max_tokens, pad_token_id=tokenizer.pad_token_id, accelerator=accelerator
+    )
+    n = min(cfg.data.bleu_sentences, len(valid_pairs))
+    if n and accelerator.is_main_process:
+        pairs = valid_pairs[:n]["translation"]
+        with accelerator.autocast():
+            hypotheses = translate(
+                model,
+                tokenizer,
+                [p[cfg.data.src_lang] for p in pairs],
+                max_tokens=cfg.eval.max_tokens,
+                num_beams=cfg.eval.num_beams,
+            )
+        scores = score(hypotheses, [p[cfg.data.tgt_lang] for p in pairs])
+        metrics.update({"valid/bleu": scores["bleu"], "valid/chrf": scores["chrf"]})
+    accelerator.wait_for_everyone()
+    model.train()
+    return metrics
