@@ -107,6 +107,8 @@ def main(argv=None) -> int:
             )
     check_tokenizer(model_config, tokenizer)
     model = VaswaniForConditionalGeneration(model_config)
+    if cfg.model.attn_implementation is not None:
+        model.set_attn_implementation(cfg.model.attn_implementation)
     if accelerator.is_main_process:
         model_config.save_pretrained(config_dir)  # what averaging builds the final model from
         (out / "run_config.yaml").write_text(cfg.to_yaml())

@@ -498,3 +498,16 @@ def test_encoder_outputs_without_mask_use_their_full_width(endless_model):
     input_ids, attention_mask = pad_batch(sources)
     sequences = endless_model.generate(encoder_outputs=encode(endless_model, input_ids, attention_mask), **GREEDY)
     assert [len(output) for output in all_generated(sequences)] == [5 + OFFSET] * 2
+
+
+def test_length_limit_stops_at_the_last_position(tiny_config):
+    # A source near max_position_embeddings: input + 50 would run past the decoder's positions.
+    config = tiny_config(max_position_embeddings=32)
+    torch.manual_seed(0)
+    model = VaswaniForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight[config.eos_token_id] = -10.0  # never chooses </s> by itself
+    source = torch.randint(4, config.vocab_size, (1, 30))
+    out = model.generate(input_ids=source, num_beams=1)
+    assert out.shape[1] - 1 == config.max_position_embeddings  # <s> + 32 tokens, the last one forced </s>
+    assert out[0, -1].item() == config.eos_token_id

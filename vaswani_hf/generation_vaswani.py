@@ -45,10 +45,13 @@ class GNMTLengthPenalty:
 class SourceLengthLimit(LogitsProcessor):
     """Forces </s> so that no output has more tokens than its own source plus `offset` (§6.1: "maximum output
     length to input length + 50"). Counts include </s> on both sides; the decoder start token is not counted.
-    The limit is per sentence, so a translation does not depend on what it was batched with."""
+    The limit is per sentence, so a translation does not depend on what it was batched with. `max_length` caps it
+    where the model has fewer positions than a long source plus `offset` would need."""
 
-    def __init__(self, source_lengths: torch.Tensor, offset: int, eos_token_id: int):
+    def __init__(self, source_lengths: torch.Tensor, offset: int, eos_token_id: int, max_length: int | None = None):
         self.limits = source_lengths + offset  # (B,)
+        if max_length is not None:
+            self.limits = self.limits.clamp(max=max_length)
         self.eos_token_id = eos_token_id
         self.prompt_length = None
 

@@ -649,8 +649,11 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         )
         if offset is not None and not explicit_limit:
             source_lengths = self._source_lengths(inputs, kwargs)
-            kwargs["max_new_tokens"] = int(source_lengths.max()) + offset
-            limit = SourceLengthLimit(source_lengths, offset, self.config.eos_token_id)
+            # The decoder reads <s> plus all but the last output token: outputs fit in max_position_embeddings.
+            limit = SourceLengthLimit(
+                source_lengths, offset, self.config.eos_token_id, max_length=self.config.max_position_embeddings
+            )
+            kwargs["max_new_tokens"] = int(limit.limits.max())
             logits_processor = LogitsProcessorList([*(logits_processor or []), limit])
         return super().generate(
             inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs

@@ -36,10 +36,13 @@ class ModelArgs:
     position_embedding_type: Literal["sinusoidal", "learned"] | None = None
     tie_word_embeddings: bool | None = None
     max_position_embeddings: int | None = None
+    # The attention kernel (same results, different speed); None lets transformers choose (sdpa where available).
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
 
     def overrides(self) -> dict:
-        """The fields set here, for `VaswaniConfig.base(**overrides)` / `.big(**overrides)`."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
+        """The architecture fields set here, for `VaswaniConfig.base(**overrides)` / `.big(**overrides)`."""
+        skip = ("preset", "attn_implementation")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip and v is not None}
 
 
 @dataclass

@@ -1,0 +1,279 @@
+"""Translate a test set and score it as the paper reports: detokenized corpus BLEU (sacreBLEU) plus chrF.
+
+`translate` batches sentences by tokens and decodes with the model's own generation config, which for this package's
+models is the paper's beam search (§6.1); `score` computes both metrics with the `evaluate` module shipped in
+`vaswani_hf/metrics/sacrebleu_chrf`, which loads offline from its folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+METRIC_PATH = Path(__file__).resolve().parent / "metrics" / "sacrebleu_chrf"
+
+# The generation settings that decide a translation, as `decoding_settings` reports them next to a score.
+_DECODING_KEYS = (
+    "num_beams",
+    "length_penalty",
+    "length_penalty_type",
+    "max_length_offset",
+    "max_new_tokens",
+    "max_length",
+    "early_stopping",
+    "do_sample",
+)
+
+
+def load_metric(**load_kwargs):
+    """The `evaluate` metric computing corpus sacreBLEU and chrF (see `metrics/sacrebleu_chrf/sacrebleu_chrf.py`).
+
+    `evaluate.load` reads a local folder without the Hub, so this works with `HF_HUB_OFFLINE=1`; it copies the script
+    into the `evaluate` modules cache (`HF_MODULES_CACHE`) and imports it from there. `load_kwargs` go to
+    `evaluate.load` (e.g. `keep_in_memory=True`, `experiment_id=...`).
+    """
+    import evaluate  # here, not at the top: importing evaluate takes seconds, and translating does not need it
+
+    return evaluate.load(str(METRIC_PATH), **load_kwargs)
+
+
+def _check_sentences(name: str, sentences) -> list[str]:
+    # A str is a sequence too, and iterating it would silently translate or score one "sentence" per character.
+    if isinstance(sentences, str):
+        raise TypeError(f"{name} must be a list of sentences, not a single str; wrap it in a list")
+    sentences = list(sentences)
+    for index, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise TypeError(f"{name} must contain only str, but item {index} is a {type(sentence).__name__}")
+    return sentences
+
+
+def _token_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Groups indices of `lengths` into batches whose padded size, batch size x longest length, is at most
+    `max_tokens`. Sentences are taken longest first, so that each batch holds sentences of similar length and a batch
+    too large for memory fails at the start; a sentence longer than `max_tokens` forms a batch alone.
+    """
+    batches: list[list[int]] = []
+    longest = 0
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True):
+        if batches and (len(batches[-1]) + 1) * longest <= max_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+            longest = lengths[index]
+    return batches
+
+
+def translate(
+    model,
+    tokenizer,
+    sentences: Sequence[str],
+    *,
+    max_tokens: int = 4096,
+    show_progress: bool = False,
+    **generate_kwargs,
+) -> list[str]:
+    """Translates `sentences` with `model.generate`, one hypothesis per sentence, in the order given.
+
+    Sentences are sorted by tokenized length and grouped so that each batch's padded source (batch size x longest
+    source, in tokens) stays within `max_tokens`. Decoding uses the model's generation config, which for this
+    package's models is the paper's (beam 4, GNMT length penalty 0.6, at most source length + 50 tokens);
+    `generate_kwargs` override it (e.g. `num_beams=1`, `max_new_tokens=100`). The model runs in eval mode on its own
+    device under `torch.inference_mode()`, and is put back in training mode afterwards if it was in it.
+
+    A blank sentence translates to "" without reaching the model, which would otherwise produce arbitrary text from a
+    source that is only </s>. Sources longer than the model's `max_position_embeddings` are truncated to it (keeping
+    their final </s>) and a warning gives how many were.
+
+    Raises:
+        TypeError: if `sentences` is a single str or holds something other than str.
+        ValueError: if `max_tokens` is not a positive int, or `generate_kwargs` ask for several outputs per sentence.
+    """
+    sentences = _check_sentences("sentences", sentences)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
+        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    if generate_kwargs.get("num_return_sequences", 1) != 1:
+        raise ValueError("translate returns one hypothesis per sentence; do not pass num_return_sequences")
+
+    hypotheses = [""] * len(sentences)
+    todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
+    if not todo:
+        return hypotheses
+    ids = _encode(
+        [sentences[index] for index in todo], tokenizer, getattr(model.config, "max_position_embeddings", None)
+    )
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), tqdm(total=len(todo), unit="sent", disable=not show_progress) as progress:
+            for batch in _token_batches([len(sequence) for sequence in ids], max_tokens):
+                inputs = _pad([ids[position] for position in batch], pad_token_id, model.device)
+                output = model.generate(**inputs, **generate_kwargs)
+                # return_dict_in_generate=True gives a ModelOutput that holds the ids as `sequences`.
+                sequences = getattr(output, "sequences", output)
+                texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
+                for position, text in zip(batch, texts, strict=True):
+                    hypotheses[todo[position]] = text
+                progress.update(len(batch))
+    finally:
+        model.train(was_training)
+    return hypotheses
+
+
+def _encode(sentences: list[str], tokenizer, max_positions: int | None) -> list[list[int]]:
+    """Token ids with special tokens, sources longer than `max_positions` truncated with a warning."""
+    # verbose=False: the tokenizer's own warning about model_max_length would come before the count below.
+    ids = tokenizer(sentences, verbose=False)["input_ids"]
+    if max_positions is None:
+        return ids
+    too_long = [index for index, sequence in enumerate(ids) if len(sequence) > max_positions]
+    if too_long:
+        logger.warning(
+            "%d of %d sources are longer than the model's max_position_embeddings=%d tokens and were truncated to it",
+            len(too_long),
+            len(sentences),
+            max_positions,
+        )
+        # Truncating through the tokenizer keeps the final </s> that the model saw in training.
+        truncated = tokenizer(
+            [sentences[index] for index in too_long], truncation=True, max_length=max_positions, verbose=False
+        )["input_ids"]
+        for index, sequence in zip(too_long, truncated, strict=True):
+            ids[index] = sequence
+    return ids
+
+
+def _pad(sequences: list[list[int]], pad_token_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-padded `input_ids` and `attention_mask` on `device`."""
+    width = max(len(sequence) for sequence in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        attention_mask[row, : len(sequence)] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+
+
+def score(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]], **metric_kwargs) -> dict:
+    """Corpus sacreBLEU and chrF of detokenized `hypotheses` against `references` (one str per hypothesis, or a list
+    of several per hypothesis), computed by the metric of `load_metric`.
+
+    Returns `bleu`, `chrf`, `bleu_signature`, `chrf_signature` and `bleu_details` (`precisions`, `bp`, `ratio`,
+    `sys_len`, `ref_len`). `metric_kwargs` go to the metric: `tokenize` (sacrebleu's BLEU tokenizer, "13a" by
+    default) and `lowercase`.
+
+    Raises:
+        ValueError: if there are no hypotheses, or not as many references as hypotheses.
+    """
+    hypotheses = _check_sentences("hypotheses", hypotheses)
+    if isinstance(references, str):
+        raise TypeError("references must be a list of sentences, not a single str; wrap it in a list")
+    references = list(references)
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"got {len(hypotheses)} hypotheses but {len(references)} references; score needs one reference (or one "
+            "list of references) per hypothesis"
+        )
+    if not hypotheses:
+        raise ValueError("there is nothing to score: hypotheses and references are empty")
+    metric = load_metric(keep_in_memory=True)
+    return metric.compute(predictions=hypotheses, references=references, **metric_kwargs)
+
+
+def evaluate_model(
+    model, tokenizer, sources: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]], **kwargs
+) -> tuple[dict, list[str]]:
+    """Translates `sources` with `translate` and scores them with `score`; returns `(scores, hypotheses)`.
+
+    `kwargs` go to `translate` (`max_tokens`, `show_progress` and `generate()` parameters).
+
+    Raises:
+        ValueError: if `sources` and `references` differ in length (checked before translating).
+    """
+    sources = _check_sentences("sources", sources)
+    if len(sources) != len(references):
+        raise ValueError(f"got {len(sources)} sources but {len(references)} references; they must be parallel")
+    hypotheses = translate(model, tokenizer, sources, **kwargs)
+    return score(hypotheses, references), hypotheses
+
+
+def decoding_settings(model, generate_kwargs: dict) -> dict:
+    """The decoding settings `generate()` runs with: the model's generation config, overridden by `generate_kwargs`.
+    Meant for reports next to a score."""
+    return {key: generate_kwargs.get(key, getattr(model.generation_config, key, None)) for key in _DECODING_KEYS}
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of `text`, split at "\\n" only (a final newline ends the last line, "\\r\\n" counts as "\\n").
+
+    `str.splitlines` also splits at characters such as U+2028 or \\x1c that occur inside sentences of real corpora,
+    which would shift every later line out of alignment with its reference.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file, one sentence each (see `split_lines`)."""
+    # newline="": no newline translation, so that split_lines alone decides what a line is.
+    with open(path, encoding="utf-8", newline="") as file:
+        return split_lines(file.read())
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` to `path` (UTF-8) through a temporary file in the same folder and `os.replace`, so that `path`
+    never holds a partial file, even when the process is killed while writing."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def load_translation_pairs(path: str | os.PathLike, split: str, src_lang: str, tgt_lang: str):
+    """Sources and references from a `datasets` dataset saved with `save_to_disk`, whose rows hold a WMT-style
+    `translation` column (`{"en": ..., "de": ...}`). `split` picks the split of a `DatasetDict`.
+
+    Raises:
+        FileNotFoundError: if `path` holds no saved dataset.
+        ValueError: if the split, the `translation` column or a language is missing; the message lists what exists.
+    """
+    import datasets  # here, not at the top: only this function needs it
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no dataset folder at {path}; pass a folder written by Dataset(Dict).save_to_disk")
+    dataset = datasets.load_from_disk(str(path))
+    if isinstance(dataset, datasets.DatasetDict):
+        if split not in dataset:
+            raise ValueError(f"the dataset at {path} has no split {split!r}; its splits are {sorted(dataset)}")
+        dataset = dataset[split]
+    if "translation" not in dataset.column_names:
+        raise ValueError(
+            f"the dataset at {path} has no `translation` column (columns: {dataset.column_names}); rows must look "
+            'like {"translation": {"en": ..., "de": ...}}'
+        )
+    pairs = list(dataset["translation"])
+    languages = sorted(pairs[0]) if pairs else []
+    for language in (src_lang, tgt_lang):
+        if pairs and language not in pairs[0]:
+            raise ValueError(f"the `translation` column of {path} has no language {language!r}; it has {languages}")
+    return [pair[src_lang] for pair in pairs], [pair[tgt_lang] for pair in pairs]
