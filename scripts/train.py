@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration
@@ -29,6 +29,7 @@ from vaswani_hf.training import (
     TrainingState,
     check_tokenizer,
     collate,
+    keep_freed_memory,
     load_or_train_tokenizer,
     noam_schedule,
     paper_adam,
@@ -68,6 +69,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or choose another output_dir.")
 
     accelerator = Accelerator(
+        # Without an accelerator, processes started by torchrun (`accelerate launch --multi_gpu`) join over gloo.
+        cpu=not torch.accelerator.is_available(),
         mixed_precision=cfg.train.mixed_precision,
         log_with="tensorboard",
         project_dir=str(out),
@@ -75,6 +78,16 @@ def main(argv=None) -> int:
         step_scheduler_with_optimizer=False,
     )
     log = accelerator.print
+    log(f"{accelerator.num_processes} process(es), {accelerator.distributed_type.value}, on {accelerator.device}")
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed steps the optimizer inside backward after a fixed number of micro-batches; an update here is
+        # however many length-bucketed micro-batches make up train.update_tokens.
+        raise SystemExit(
+            "DeepSpeed is not supported by scripts/train.py: its fixed gradient-accumulation count does not fit "
+            "token-budget updates. Use scripts/accelerate/fsdp.yaml (sharded) or ddp-multinode.yaml (several nodes)."
+        )
     set_seed(cfg.train.seed)
     rank, world = accelerator.process_index, accelerator.num_processes
 
@@ -205,7 +218,7 @@ def main(argv=None) -> int:
             flags = torch.tensor([float(bool(stop_signal)), float(due), float(finished)], device=accelerator.device)
             stop, due, finished = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
             if due or stop or finished:
-                path = checkpoints.save(accelerator, state.step)
+                path = checkpoints.save(accelerator, state.step, model)
                 last_checkpoint_time = time.monotonic()
                 log(f"saved {path}")
             if stop:
@@ -219,7 +232,7 @@ def main(argv=None) -> int:
             state.update_in_epoch = 0
             finished = finished or (cfg.train.max_epochs is not None and state.epoch >= cfg.train.max_epochs)
             if finished:
-                checkpoints.save(accelerator, state.step)
+                checkpoints.save(accelerator, state.step, model)
     progress.close()
 
     # §6.1: the final model averages the last checkpoints.

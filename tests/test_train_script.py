@@ -166,10 +166,11 @@ def test_two_processes_make_the_same_update_as_one(corpus, tmp_path):
     extra = ["train.max_steps=1", f"train.update_tokens={update_tokens}", "checkpoint.average_last=1"]
     train(corpus, tmp_path / "one", *extra)
     launcher = (
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        str(ROOT / "scripts" / "accelerate" / "cpu-2proc.yaml"), "--main_process_port", "0",
     )  # fmt: skip
-    train(corpus, tmp_path / "two", *extra, launcher=launcher)
+    done = train(corpus, tmp_path / "two", *extra, launcher=launcher)
+    assert "2 process(es), MULTI_CPU" in done.stdout + done.stderr
     single, double = weights(tmp_path / "one", 1), weights(tmp_path / "two", 1)
     for name in single:
         torch.testing.assert_close(double[name], single[name], rtol=1e-5, atol=1e-6, msg=name)
@@ -200,3 +201,22 @@ def test_resume_refuses_another_model_configuration(corpus, uninterrupted, tmp_p
     assert done.returncode != 0 and "another model configuration" in done.stderr
     done = run_train(["--config", "base", *overrides(corpus, tmp_path / "run"), *STEPS], tmp_path)
     assert done.returncode != 0 and "--resume" in done.stderr
+
+
+def test_average_checkpoints_script(uninterrupted, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    script = ROOT / "scripts" / "average_checkpoints.py"
+    out = tmp_path / "avg"
+    done = subprocess.run(
+        [sys.executable, str(script), str(uninterrupted), "--last", "2", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = weights(uninterrupted, 250), weights(uninterrupted, 300)
+    averaged = AutoModelForSeq2SeqLM.from_pretrained(out).state_dict()
+    for name in first:
+        torch.testing.assert_close(averaged[name], (first[name] + second[name]) / 2)
+    assert (out / "tokenizer.json").exists()

@@ -1,6 +1,7 @@
 """The recipe's library pieces: Eq. 3, token-budget batching, the update plan, checkpoints and their average."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from vaswani_hf.training import (
     average_checkpoints,
     check_tokenizer,
     collate,
+    keep_freed_memory,
     noam_lambda,
     noam_schedule,
     paper_adam,
@@ -194,3 +196,8 @@ def test_check_tokenizer_names_the_mismatch(tiny_config):
     Tok.eos_token_id = 3
     with pytest.raises(ValueError, match="eos_token_id"):
         check_tokenizer(tiny_config(), Tok())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_configures_glibc():
+    assert keep_freed_memory() is True

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 
 
@@ -214,8 +215,11 @@ class CheckpointManager:
         found = self.checkpoints()
         return found[-1] if found else None
 
-    def save(self, accelerator, step: int) -> Path:
-        """Every process calls this (each writes its own RNG state); the main process renames and prunes."""
+    def save(self, accelerator, step: int, model=None) -> Path:
+        """Every process calls this (each writes its own RNG state); the main process renames and prunes.
+
+        Under FSDP, `model` is also gathered into a plain `model.safetensors`, which averaging reads.
+        """
         final = self.root / f"{CHECKPOINT_PREFIX}{step:08d}"
         if final.exists():
             return final
@@ -227,6 +231,8 @@ class CheckpointManager:
                 tmp.mkdir(parents=True)
             accelerator.wait_for_everyone()
             accelerator.save_state(str(tmp), safe_serialization=True)
+            if model is not None and accelerator.distributed_type == DistributedType.FSDP:
+                accelerator.save_model(model, str(tmp), safe_serialization=True)
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 os.replace(tmp, final)
@@ -285,15 +291,9 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict[str, torch.Te
     return {name: (tensor / len(checkpoints)).to(dtypes[name]) for name, tensor in total.items()}
 
 
-def save_averaged_model(
-    checkpoints: Sequence[str | Path], config_dir: str | Path, output_dir: str | Path, tokenizer=None
-) -> Path:
-    """Average `checkpoints` into a model directory that `AutoModelForSeq2SeqLM.from_pretrained` loads.
-
-    `config_dir` holds the run's `config.json` (`output_dir/model_config` of a training run); `tokenizer`, if given,
-    is saved beside the weights. The directory is written under a temporary name and renamed, so an existing model
-    there is replaced only by a complete one.
-    """
+def averaged_model(checkpoints: Sequence[str | Path], config_dir: str | Path):
+    """A `VaswaniForConditionalGeneration` configured by `config_dir/config.json` (a run's `model_config`) holding
+    the average of `checkpoints` (one checkpoint gives that checkpoint's model)."""
     from .configuration_vaswani import VaswaniConfig
     from .modeling_vaswani import VaswaniForConditionalGeneration
 
@@ -308,7 +308,23 @@ def save_averaged_model(
             f"{unexpected[:3]}. Average checkpoints of the run that {config_dir} belongs to."
         )
     model.tie_weights()
-    return save_model_dir(model, output_dir, tokenizer=tokenizer)
+    return model.eval()
+
+
+def save_averaged_model(
+    checkpoints: Sequence[str | Path], config_dir: str | Path, output_dir: str | Path, tokenizer=None
+) -> Path:
+    """Average `checkpoints` (§6.1) into a model directory that `AutoModelForSeq2SeqLM.from_pretrained` loads.
+
+    The directory is written under a temporary name and renamed, so an existing model there is replaced only by a
+    complete one; `tokenizer`, if given, is saved beside the weights.
+    """
+    return save_model_dir(averaged_model(checkpoints, config_dir), output_dir, tokenizer=tokenizer)
+
+
+def checkpoint_state(checkpoint: str | Path) -> dict:
+    """The `TrainingState` of a checkpoint (update, epoch, tokens, training seconds) as a dict."""
+    return torch.load(Path(checkpoint) / "custom_checkpoint_0.pkl", weights_only=True)
 
 
 def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
@@ -328,6 +344,27 @@ def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
     else:
         os.replace(tmp, output_dir)
     return output_dir
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system. Returns whether it
+    could (False off glibc).
+
+    Training on a CPU allocates and frees activations of a different shape at every micro-batch. By default glibc
+    serves each large block with a fresh `mmap` and unmaps it on free, so every step page-faults its activations in
+    again: measured on a 2-core machine, 18% of the training time went to the kernel and throughput was 20% lower.
+    GPU runs are unaffected (PyTorch caches CUDA memory itself).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def check_tokenizer(config, tokenizer) -> None:
@@ -369,18 +406,14 @@ def prepare_corpus(data_args, log=None):
                 f"{data_args.tgt_lang!r}. Use en/de, or point data.corpus at your own files."
             )
         corpus = DatasetDict(load_default_corpus())
-        if data_args.validation is not None:
-            corpus["validation"] = load_parallel(
-                data_args.validation, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang
-            )
     else:
         corpus = DatasetDict(
             train=load_parallel(data_args.corpus, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang)
         )
-        if data_args.validation is not None:
-            corpus["validation"] = load_parallel(
-                data_args.validation, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang
-            )
+    if data_args.validation is not None:
+        corpus["validation"] = load_parallel(
+            data_args.validation, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang, split="validation"
+        )
     if data_args.clean:
         corpus["train"], report = clean_parallel(
             corpus["train"],

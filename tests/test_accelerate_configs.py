@@ -1,0 +1,31 @@
+"""The shipped Accelerate launch configs parse with Accelerate's own loader and describe what their comments say."""
+
+from pathlib import Path
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+
+CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "accelerate"
+
+
+@pytest.mark.parametrize(
+    "name, distributed_type, machines",
+    [
+        ("ddp.yaml", "MULTI_GPU", 1),
+        ("ddp-multinode.yaml", "MULTI_GPU", 2),
+        ("fsdp.yaml", "FSDP", 1),
+        ("cpu-2proc.yaml", "MULTI_GPU", 1),
+    ],
+)
+def test_config_parses(name, distributed_type, machines):
+    config = load_config_from_file(str(CONFIGS / name))
+    assert config.distributed_type.value == distributed_type
+    assert config.num_machines == machines
+    # Precision is the run config's (train.mixed_precision); the launcher must not impose another.
+    assert config.mixed_precision == "no"
+    if distributed_type == "FSDP":
+        assert config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "VaswaniEncoderLayer,VaswaniDecoderLayer"
+        import vaswani_hf.modeling_vaswani as modeling
+
+        for cls in config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(","):
+            assert hasattr(modeling, cls)
