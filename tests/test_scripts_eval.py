@@ -219,13 +219,13 @@ def load_script(name: str):
 )
 def test_evaluate_argument_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as error:
-        load_script("evaluate").parse_args(argv)
+        load_script("evaluate_model").parse_args(argv)
     assert error.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_evaluate_reads_several_reference_files(tmp_path):
-    script = load_script("evaluate")
+    script = load_script("evaluate_model")
     src, first, second, short = (tmp_path / name for name in ("src", "first", "second", "short"))
     src.write_text("a\nb\n", encoding="utf-8")
     first.write_text("a1\nb1\n", encoding="utf-8")

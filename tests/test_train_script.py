@@ -163,7 +163,13 @@ def test_two_processes_make_the_same_update_as_one(corpus, tmp_path):
             break
     assert one == two and len(one.micro_batches) >= 4
 
-    extra = ["train.max_steps=1", f"train.update_tokens={update_tokens}", "checkpoint.average_last=1"]
+    # Dropout off: the two runs draw their masks in different orders.
+    extra = [
+        "train.max_steps=1",
+        f"train.update_tokens={update_tokens}",
+        "checkpoint.average_last=1",
+        "model.dropout=0",
+    ]
     train(corpus, tmp_path / "one", *extra)
     launcher = (
         sys.executable, "-m", "accelerate.commands.launch", "--config_file",
@@ -171,9 +177,19 @@ def test_two_processes_make_the_same_update_as_one(corpus, tmp_path):
     )  # fmt: skip
     done = train(corpus, tmp_path / "two", *extra, launcher=launcher)
     assert "2 process(es), MULTI_CPU" in done.stdout + done.stderr
-    single, double = weights(tmp_path / "one", 1), weights(tmp_path / "two", 1)
-    for name in single:
-        torch.testing.assert_close(double[name], single[name], rtol=1e-5, atol=1e-6, msg=name)
+    # Adam's first moment after one update is 0.1 x the update's gradient: the two runs must agree on it. (Their
+    # weights can differ where a gradient is zero up to rounding, e.g. the key biases, which softmax ignores: Adam's
+    # first step turns that noise into a full-size step of either sign.)
+    single, double = (first_moments(tmp_path / run) for run in ("one", "two"))
+    assert single.keys() == double.keys()
+    for index in single:
+        torch.testing.assert_close(double[index], single[index], rtol=1e-4, atol=1e-9)
+    assert max(m.abs().max() for m in single.values()) > 1e-4
+
+
+def first_moments(out: Path) -> dict[int, torch.Tensor]:
+    optimizer = torch.load(out / "checkpoints" / "checkpoint-00000001" / "optimizer.bin", weights_only=True)
+    return {index: state["exp_avg"] for index, state in optimizer["state"].items()}
 
 
 def run_train(args, tmp_path):

@@ -234,8 +234,9 @@ def read_lines(path: str | os.PathLike) -> list[str]:
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Writes `text` to `path` (UTF-8) through a temporary file in the same folder and `os.replace`, so that `path`
-    never holds a partial file, even when the process is killed while writing."""
+    never holds a partial file, even when the process is killed while writing. Missing parent folders are made."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:

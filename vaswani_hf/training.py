@@ -428,18 +428,21 @@ def prepare_corpus(data_args, log=None):
 
 
 def load_or_train_tokenizer(data_args, train_split, directory: Path, *, resume: bool):
-    """The run's tokenizer: `data.tokenizer` if set, the run's own on resume, else a shared BPE trained on the
-    training split (§5.1) and saved to `directory`."""
+    """The run's tokenizer, kept in `directory` so the run is complete on its own: the one already there (on
+    resume), else `data.tokenizer` if set, else a shared BPE trained on the training split (§5.1)."""
     from transformers import AutoTokenizer
 
     from .tokenization import train_shared_bpe
 
-    if data_args.tokenizer is not None:
-        return AutoTokenizer.from_pretrained(data_args.tokenizer)
     if resume or (directory / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(directory)
-    texts = (pair[lang] for pair in train_split["translation"] for lang in (data_args.src_lang, data_args.tgt_lang))
-    tokenizer = train_shared_bpe(texts, vocab_size=data_args.vocab_size)
+    if data_args.tokenizer is not None:
+        tokenizer = AutoTokenizer.from_pretrained(data_args.tokenizer)
+    else:
+        texts = (
+            pair[lang] for pair in train_split["translation"] for lang in (data_args.src_lang, data_args.tgt_lang)
+        )
+        tokenizer = train_shared_bpe(texts, vocab_size=data_args.vocab_size)
     tmp = directory.with_name(f".tmp-{directory.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(tmp)
