@@ -25,6 +25,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf.data import load_parallel
 from vaswani_hf.finetuning import VaswaniSeq2SeqTrainer, finetuning_arguments, tokenize_translations
+from vaswani_hf.training import check_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,6 +94,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
+    try:
+        check_tokenizer(model.config, tokenizer)
+    except ValueError as error:
+        sys.exit(f"error: {args.model_dir}: {error}")
     max_length = source_limit(args, model)
 
     def prepare(path, split):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from vaswani_hf import VaswaniConfig
 
@@ -18,6 +19,16 @@ TINY = dict(
     dropout=0.0,
     max_position_embeddings=32,
 )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread than on two, and much faster on a busy machine: a module marked with
+    `pytestmark = pytest.mark.usefixtures("one_thread")` runs on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -37,13 +37,7 @@ def pairs(lengths: list[int], seed: int = 0) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The models are tiny: one thread is faster than two, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -341,3 +335,26 @@ def test_finetune_script_rejects_a_max_length_that_does_not_fit(saved_model, tmp
         finetune.main([*command, "--validation", str(train), "--max-length", "200"])
     with pytest.raises(SystemExit, match="error: .*no corpus at"):
         finetune.main([*command[:2], str(tmp_path / "missing"), *command[3:]])
+
+
+def test_finetune_script_refuses_a_foreign_tokenizer(tmp_path, tiny_config):
+    """A model directory whose tokenizer has more tokens than the model's vocabulary fails with a clear message."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
+
+    tokenizer = train_shared_bpe([f"word{i} wort{i}" for i in range(300)] * 2, vocab_size=400)
+    assert len(tokenizer) > 64
+    VaswaniForConditionalGeneration(tiny_config(vocab_size=64)).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    (tmp_path / "train.jsonl").write_text('{"en": "a", "de": "b"}\n')
+    script = Path(__file__).resolve().parents[1] / "scripts" / "finetune.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "model"), "--train", str(tmp_path / "train.jsonl"),
+         "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "vocabulary has 64" in done.stderr and "another tokenizer" in done.stderr
