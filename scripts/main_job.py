@@ -22,7 +22,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from vaswani_hf.default_corpus import load_default_corpus
 from vaswani_hf.evaluation import score, translate, write_atomic
-from vaswani_hf.training import averaged_model, checkpoint_state
+from vaswani_hf.training import CheckpointManager, averaged_model, checkpoint_state
 
 HERE = Path(__file__).resolve().parent
 TEST_SPLITS = ("test_help", "test_dictionary")
@@ -124,9 +124,7 @@ def bleu_curve(out: Path, tokenizer, test_split) -> list[dict]:
     sources = [p["en"] for p in test_split["translation"]]
     references = [p["de"] for p in test_split["translation"]]
     points = []
-    for checkpoint in sorted((out / "checkpoints").iterdir()):
-        if not checkpoint.name.startswith("checkpoint-"):
-            continue
+    for checkpoint in CheckpointManager(out / "checkpoints", keep=1).checkpoints():
         state = checkpoint_state(checkpoint)
         model = averaged_model([checkpoint], out / "model_config")
         scores = score(translate(model, tokenizer, sources), references)

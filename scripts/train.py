@@ -27,7 +27,6 @@ from vaswani_hf.run_config import RunConfig
 from vaswani_hf.training import (
     CheckpointManager,
     TrainingState,
-    check_tokenizer,
     collate,
     keep_freed_memory,
     load_or_train_tokenizer,
@@ -118,7 +117,6 @@ def main(argv=None) -> int:
                 f"The run in {out} was trained with another model configuration ({config_dir}/config.json); resume "
                 "with the run config it was started with, or start a new output_dir."
             )
-    check_tokenizer(model_config, tokenizer)
     model = VaswaniForConditionalGeneration(model_config)
     if cfg.model.attn_implementation is not None:
         model.set_attn_implementation(cfg.model.attn_implementation)
