@@ -1,5 +1,6 @@
 """The whole recipe on the built-in corpus, on a CPU: data, tokenizer, 20 minutes of training, checkpoint averaging,
-test BLEU/chrF with the paper's decoding, a BLEU-over-training-time curve, and a few translations.
+test BLEU/chrF with the paper's decoding, a BLEU-over-training-time curve, a few translations, and the model card
+(`model/README.md`, what `scripts/push_to_hub.py` uploads).
 
     python scripts/main_job.py                        # writes outputs/main-job/
     python scripts/main_job.py --minutes 5 --output-dir outputs/quick
@@ -22,6 +23,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from vaswani_hf.default_corpus import load_default_corpus
 from vaswani_hf.evaluation import score, translate, write_atomic
+from vaswani_hf.model_card import make_model_card
 from vaswani_hf.training import CheckpointManager, averaged_model, checkpoint_state
 
 HERE = Path(__file__).resolve().parent
@@ -115,7 +117,14 @@ def main(argv=None) -> int:
 
     results["wall_minutes"] = (time.monotonic() - started) / 60
     write_atomic(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"== Model in {out / 'model'}, scores in {out / 'results.json'} ({results['wall_minutes']:.1f} min)")
+
+    print("== 6. Model card", flush=True)
+    _, notes = make_model_card(out / "model", out, out / "model" / "README.md")
+    for note in notes:
+        print(f"   note: {note}")
+    print(
+        f"== Model and its card in {out / 'model'}, scores in {out / 'results.json'} ({results['wall_minutes']:.1f} min)"
+    )
     return 0
 
 

@@ -232,15 +232,17 @@ def read_lines(path: str | os.PathLike) -> list[str]:
         return split_lines(file.read())
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` (UTF-8) through a temporary file in the same folder and `os.replace`, so that `path`
-    never holds a partial file, even when the process is killed while writing. Missing parent folders are made."""
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
+    """Writes `content` (text as UTF-8, or bytes) to `path` through a temporary file in the same folder and
+    `os.replace`, so that `path` never holds a partial file, even when the process is killed while writing. Missing
+    parent folders are made."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
+        text_mode = dict(mode="w", encoding="utf-8", newline="") if isinstance(content, str) else dict(mode="wb")
+        with os.fdopen(handle, **text_mode) as file:
+            file.write(content)
             file.flush()
             os.fsync(file.fileno())
         # mkstemp creates the file readable by its owner only; give it the permissions of a normally written file.
