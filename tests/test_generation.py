@@ -16,10 +16,12 @@ import json
 import pytest
 import torch
 from transformers import AutoModelForSeq2SeqLM, GenerationConfig, GenerationMixin
+from transformers.cache_utils import DynamicLayer
 
 import vaswani_hf  # noqa: F401  (registers the model with the Auto classes)
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration
-from vaswani_hf.generation_vaswani import PAPER_DECODING, GNMTLengthPenalty
+from vaswani_hf.generation_vaswani import PAPER_DECODING, GNMTLengthPenalty, GrowingCacheLayer
+from vaswani_hf.modeling_vaswani import one_row_per_group
 
 PAD, BOS, EOS = 0, 1, 2
 FIRST_WORD = 4  # ids below are special tokens
@@ -216,6 +218,138 @@ def test_cached_and_uncached_greedy_agree_at_random_init(random_model, batch):
     )
     assert torch.equal(cached, uncached)
     assert max(len(output) for output in all_generated(cached)) > 20
+
+
+def test_cached_and_uncached_beam_search_agree_past_the_cache_growth(endless_model, limit_batch):
+    """Outputs of up to 90 tokens, reordered by beam search at every step."""
+    input_ids, attention_mask = limit_batch
+    cached, uncached = (
+        endless_model.generate(
+            input_ids, attention_mask=attention_mask, use_cache=use_cache, max_length_offset=80, **BEAM
+        )
+        for use_cache in (True, False)
+    )
+    assert torch.equal(cached, uncached)
+    assert cached.shape[1] > 80
+
+
+@pytest.mark.parametrize("mode", [GREEDY, BEAM], ids=["greedy", "beam"])
+def test_static_cache_decodes_like_the_default_cache(trained_model, batch, mode):
+    input_ids, attention_mask, _ = batch
+    default, static = (
+        trained_model.generate(input_ids, attention_mask=attention_mask, cache_implementation=cache, **mode)
+        for cache in (None, "static")
+    )
+    assert torch.equal(default, static)
+
+
+def test_generate_decodes_with_growing_self_attention_layers(random_model, batch, monkeypatch):
+    caches = []
+    original = VaswaniForConditionalGeneration._reorder_cache
+
+    def spy(self, past_key_values, beam_idx):
+        caches.append(past_key_values)
+        return original(self, past_key_values, beam_idx)
+
+    monkeypatch.setattr(VaswaniForConditionalGeneration, "_reorder_cache", spy)
+    input_ids, attention_mask, _ = batch
+    random_model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=5, **BEAM)
+    assert caches, "beam search did not reorder the cache"
+    layers = caches[0].self_attention_cache.layers
+    assert len(layers) == 2 and all(isinstance(layer, GrowingCacheLayer) for layer in layers)
+    # Sized for the call: <s> and the first 4 of the 5 new tokens are all the decoder ever reads.
+    assert [layer._buffers[0].shape[2] for layer in layers] == [5, 5]
+
+
+def test_beam_search_keeps_one_copy_of_the_encoder_keys_per_sentence(random_model, batch, monkeypatch):
+    caches = []
+    original = VaswaniForConditionalGeneration._reorder_cache
+
+    def spy(self, past_key_values, beam_idx):
+        caches.append(past_key_values)
+        return original(self, past_key_values, beam_idx)
+
+    monkeypatch.setattr(VaswaniForConditionalGeneration, "_reorder_cache", spy)
+    input_ids, attention_mask, _ = batch
+    random_model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=5, **BEAM)
+    cross, self_attention = caches[0].cross_attention_cache.layers[0], caches[0].self_attention_cache.layers[0]
+    assert cross.keys.shape[0] == len(input_ids)  # one row per sentence
+    assert self_attention.keys.shape[0] == 4 * len(input_ids)  # one row per beam
+
+
+def test_beam_search_cross_attentions_match_uncached(models_by_attention, batch):
+    """The weights the grouped cross-attention returns, per beam, are those of a plain computation."""
+    input_ids, attention_mask, _ = batch
+    outputs = {
+        use_cache: models_by_attention["eager"].generate(
+            input_ids,
+            attention_mask=attention_mask,
+            use_cache=use_cache,
+            output_attentions=True,
+            return_dict_in_generate=True,
+            max_new_tokens=6,
+            **BEAM,
+        )
+        for use_cache in (True, False)
+    }
+    assert torch.equal(outputs[True].sequences, outputs[False].sequences)
+    # Uncached steps return the weights of every position so far; the cached ones only the newest position's.
+    for step, (cached, uncached) in enumerate(
+        zip(outputs[True].cross_attentions, outputs[False].cross_attentions, strict=True)
+    ):
+        for layer_cached, layer_uncached in zip(cached, uncached, strict=True):
+            assert layer_cached.shape == (4 * len(input_ids), 2, 1, input_ids.shape[1])
+            torch.testing.assert_close(layer_cached, layer_uncached[:, :, step : step + 1])
+
+
+def test_beam_search_from_a_decoder_prefix_matches_uncached(trained_model, batch):
+    """A prefix of several decoder tokens: the first cached step attends from all of them, for every beam."""
+    input_ids, attention_mask, _ = batch
+    prefix = torch.tensor([[BOS, 5, 6]] * len(input_ids))
+    cached, uncached = (
+        trained_model.generate(
+            input_ids, attention_mask=attention_mask, decoder_input_ids=prefix, use_cache=use_cache, **BEAM
+        )
+        for use_cache in (True, False)
+    )
+    assert torch.equal(cached, uncached)
+    assert torch.equal(cached[:, :3], prefix)
+
+
+def test_one_row_per_group_only_drops_copies():
+    rows = torch.randn(2, 3, 4)
+    repeated = rows.repeat_interleave(4, dim=0)
+    assert torch.equal(one_row_per_group(repeated, 4), rows)
+    different = repeated.clone()
+    different[5, 0, 0] += 1.0
+    assert one_row_per_group(different, 4) is different
+    assert one_row_per_group(rows, 4) is rows  # 2 rows cannot be groups of 4
+
+
+def test_growing_cache_layer_matches_concatenation():
+    layer, reference = GrowingCacheLayer(), DynamicLayer()
+    generator = torch.Generator().manual_seed(0)
+    for step in range(150):  # past two doublings
+        new = torch.randn(3, 2, 4 if step == 0 else 1, 5, generator=generator)
+        keys, values = layer.update(new, -new)
+        expected_keys, expected_values = reference.update(new, -new)
+        assert torch.equal(keys, expected_keys) and torch.equal(values, expected_values)
+        assert layer.get_seq_length() == reference.get_seq_length()
+        if step % 7 == 3:
+            beam_idx = torch.randint(0, 3, (3,), generator=generator)
+            layer.reorder_cache(beam_idx)
+            reference.reorder_cache(beam_idx)
+    assert layer._buffers[0].shape[2] >= layer.get_seq_length() > 2 * GrowingCacheLayer.initial_capacity
+
+
+def test_growing_cache_layer_adopts_tensors_replaced_from_outside():
+    layer = GrowingCacheLayer()
+    first = torch.randn(4, 2, 3, 5)
+    layer.update(first, first)
+    layer.batch_select_indices(torch.tensor([0, 2]))  # as contrastive search does: replaces `keys` and `values`
+    new = torch.randn(2, 2, 1, 5)
+    keys, _ = layer.update(new, new)
+    assert torch.equal(keys, torch.cat([first[[0, 2]], new], dim=2))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ puts them together; they live in their own file to keep the modeling file to the
 import math
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.generation import LogitsProcessor
 
 PAPER_DECODING = dict(
@@ -65,3 +66,85 @@ class SourceLengthLimit(LogitsProcessor):
         forced = torch.full_like(scores, -math.inf)
         forced[:, self.eos_token_id] = scores[:, self.eos_token_id]
         return torch.where(at_limit, forced, scores)
+
+
+class GrowingCacheLayer(DynamicLayer):
+    """A `DynamicLayer` that writes each step's keys and values into a preallocated buffer, doubled when full.
+
+    `DynamicLayer` concatenates, which copies the whole cache at every step: O(T^2) copying over a T-token output,
+    and a new allocation per step and layer. Here a step copies only its own keys and values; `keys` and `values`
+    are views of the filled part, so everything that reads them (attention, `get_seq_length`) works unchanged. If
+    something outside replaces `keys`/`values` (crop, batch selection), the next update adopts the new tensors.
+    """
+
+    initial_capacity = 64
+
+    def __init__(self, capacity: int | None = None):
+        super().__init__()
+        self.capacity = capacity or self.initial_capacity
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.get_seq_length()
+        needed = length + key_states.shape[-2]
+        buffers = getattr(self, "_buffers", None)
+        if (
+            buffers is None
+            or self.keys.numel()
+            and self.keys.data_ptr() != buffers[0].data_ptr()
+            or buffers[0].shape[0] != key_states.shape[0]
+            or needed > buffers[0].shape[2]
+        ):
+            buffers = self._grow(key_states, value_states, length, needed)
+        buffers[0][:, :, length:needed] = key_states
+        buffers[1][:, :, length:needed] = value_states
+        self.keys, self.values = buffers[0][:, :, :needed], buffers[1][:, :, :needed]  # (B, H, L, D)
+        return self.keys, self.values
+
+    def _grow(self, key_states, value_states, length, needed):
+        # The first allocation takes the capacity asked for (generate() knows its maximum length); later ones double.
+        capacity = max(self.capacity, 2 * needed if getattr(self, "_buffers", None) is not None else needed)
+        self._buffers = tuple(
+            new.new_empty((new.shape[0], new.shape[1], capacity, new.shape[3])) for new in (key_states, value_states)
+        )
+        if length:
+            self._buffers[0][:, :, :length] = self.keys
+            self._buffers[1][:, :, :length] = self.values
+        return self._buffers
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: row i takes the cache of beam `beam_idx[i]`. Gathered into a second buffer that is then
+        swapped in, so no step allocates."""
+        length = self.get_seq_length()
+        if not length:
+            return
+        buffers, spare = self._buffers, getattr(self, "_spare", None)
+        if spare is None or spare[0].shape != buffers[0].shape:
+            spare = tuple(torch.empty_like(b) for b in buffers)
+        beam_idx = beam_idx.to(buffers[0].device)
+        for source, target in zip(buffers, spare, strict=True):
+            torch.index_select(source[:, :, :length], 0, beam_idx, out=target[:, :, :length])
+        self._buffers, self._spare = spare, buffers
+        self.keys, self.values = spare[0][:, :, :length], spare[1][:, :, :length]
+
+    def reset(self) -> None:
+        self._buffers = self._spare = None
+        super().reset()
+
+
+class DecodingCache(EncoderDecoderCache):
+    """The cache `generate()` decodes with: growing self-attention layers with room for `capacity` positions at
+    first, and the cross-attention keys and values of the encoder output, computed once (by the first decoding step)
+    and only read afterwards.
+
+    `generate()` repeats each sentence's encoder output once per beam (or returned sequence), `row_group` times in
+    consecutive rows. Cross-attention stores the keys and values of one copy per sentence (`VaswaniAttention` checks
+    that the rows are copies): 1/row_group of the memory, of the projection work, and of the reads at every step.
+    """
+
+    def __init__(self, config, capacity: int | None = None, row_group: int = 1):
+        self_attention = DynamicCache(config=config)
+        self_attention.layers = [GrowingCacheLayer(capacity) for _ in self_attention.layers]
+        super().__init__(self_attention, DynamicCache(config=config))
+        self.row_group = row_group

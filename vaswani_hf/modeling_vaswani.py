@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
-from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.generation import GenerationConfig, GenerationMixin, LogitsProcessorList
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -36,7 +36,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_vaswani import VaswaniConfig
-from .generation_vaswani import PAPER_DECODING, GNMTLengthPenalty, SourceLengthLimit
+from .generation_vaswani import PAPER_DECODING, DecodingCache, GNMTLengthPenalty, SourceLengthLimit
 
 # Imported so that loading this file as remote code always fetches the pipeline file too, and saving can copy it.
 from .pipeline_translation import TranslationPipeline  # noqa: F401
@@ -83,6 +83,27 @@ def eager_attention_forward(
 # ---------------------------------------------------------------------------------------------------------------------
 # §3.2.2 Multi-head attention
 # ---------------------------------------------------------------------------------------------------------------------
+def one_row_per_group(states: torch.Tensor, group: int) -> torch.Tensor:
+    """`states` (B, S, d) as (B/group, S, d) if each run of `group` consecutive rows holds copies of one row (how
+    `generate()` repeats the encoder output per beam), else unchanged."""
+    if group > 1 and states.shape[0] % group == 0:
+        distinct = states[::group]  # (B/g, S, d)
+        if torch.equal(distinct.repeat_interleave(group, dim=0), states):
+            return distinct
+    return states
+
+
+def group_mask(mask: torch.Tensor | None, group: int) -> torch.Tensor | None:
+    """The cross-attention mask of one row per group, for queries of the group's g beams one after another: beams of
+    one sentence share its padding. A (B, 1, T, S) mask becomes (B/g, 1, gT, S); a (B, S) one (B/g, S)."""
+    if mask is None or group == 1:
+        return mask
+    mask = mask[::group]
+    if mask.dim() == 4 and mask.shape[2] > 1:
+        mask = mask.repeat(1, 1, group, 1)  # (B/g, 1, T, S) -> (B/g, 1, gT, S)
+    return mask
+
+
 class VaswaniAttention(nn.Module):
     """MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O with head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
 
@@ -132,12 +153,20 @@ class VaswaniAttention(nn.Module):
             (query,) = self._split_heads(self.q_proj(hidden_states), 1)  # (B, H, T, D)
             cache = past_key_values.cross_attention_cache if past_key_values is not None else None
             if past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
-                key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values  # (B, H, S, D)
+                key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values  # (B/g, H, S, D)
             else:
-                key, value = self._split_heads(self.kv_proj(key_value_states), 2)  # (B, H, S, D) x 2
+                if cache is not None:
+                    key_value_states = one_row_per_group(key_value_states, getattr(past_key_values, "row_group", 1))
+                key, value = self._split_heads(self.kv_proj(key_value_states), 2)  # (B/g, H, S, D) x 2
                 if cache is not None:
                     key, value = cache.update(key, value, self.layer_idx)
                     past_key_values.is_updated[self.layer_idx] = True
+            # g beams (g = 1 outside beam search) share their sentence's keys: their queries go one after another.
+            group = query.shape[0] // key.shape[0]
+            query = (
+                query.unflatten(0, (-1, group)).transpose(1, 2).flatten(2, 3)
+            )  # (B/g, g, H, T, D) -> (B/g, H, gT, D)
+            attention_mask = group_mask(attention_mask, group)
         else:
             query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D) x 3
             if past_key_values is not None:
@@ -156,6 +185,12 @@ class VaswaniAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
+        if self.is_cross_attention and group > 1:
+            output = output.unflatten(1, (group, -1)).flatten(
+                0, 1
+            )  # (B/g, gT, H, D) -> (B/g, g, T, H, D) -> (B, T, H, D)
+            if weights is not None:  # (B/g, H, gT, S) -> (B/g, g, H, T, S) -> (B, H, T, S)
+                weights = weights.unflatten(2, (group, -1)).transpose(1, 2).flatten(0, 1)
         output = output.reshape(*hidden_states.shape[:-1], -1)  # (B, T, H, D) -> (B, T, d): Concat(head_1..head_h)
         return self.out_proj(output), weights
 
@@ -429,7 +464,7 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+            past_key_values = DecodingCache(self.config)
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         hidden_states = self.embeddings(input_ids, inputs_embeds, offset=past_length)  # (B, T, d)
         causal_mask = create_causal_mask(
@@ -670,6 +705,34 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         states = kwargs.get("encoder_outputs") or (kwargs.get("inputs_embeds"),)
         states = states[0]
         return torch.full((states.shape[0],), states.shape[1], device=states.device)
+
+    def _prepare_cache_for_generation(
+        self, generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
+    ):
+        """transformers' default cache, with self-attention layers that fill a buffer sized for this call's maximum
+        length instead of concatenating (see `generation_vaswani.GrowingCacheLayer`). A cache the caller passes or
+        names (static, offloaded...) is kept."""
+        super()._prepare_cache_for_generation(
+            generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
+        )
+        cache = model_kwargs.get("past_key_values")
+        if (
+            isinstance(cache, EncoderDecoderCache)
+            and generation_config.cache_implementation in (None, "dynamic")
+            and not getattr(cache, "_is_user_defined", False)
+        ):
+            model_kwargs["past_key_values"] = DecodingCache(
+                self.config,
+                capacity=max_cache_length,
+                row_group=max(generation_config.num_beams, generation_config.num_return_sequences or 1),
+            )
+
+    def _reorder_cache(self, past_key_values: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
+        """Beam search: only the self-attention cache follows the chosen beams. All beams of a sentence hold the same
+        encoder keys and values, and a beam only ever continues a beam of its own sentence, so reordering the
+        cross-attention cache (what transformers does by default) would copy it onto itself at every step."""
+        past_key_values.self_attention_cache.reorder_cache(beam_idx)
+        return past_key_values
 
     def _beam_search(
         self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs

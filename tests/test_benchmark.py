@@ -1,0 +1,71 @@
+"""`scripts/benchmark.py` measures what it says, on a tiny model: each engine's figures, the forced output lengths,
+the FLOP count and the table. (The speed itself is the benchmark's business, not the tests'.)"""
+
+import importlib.util
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
+spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+
+TINY = ["--vocab-size", "64", "--d-model", "32", "--d-ff", "64", "--heads", "2", "--layers", "1"]
+TINY += ["--threads", "1", "--warmup", "0", "--repeats", "2", "--shape", "2x5"]
+
+
+@pytest.fixture(scope="module")
+def results():
+    args = benchmark.parse_args(TINY)
+    cells = benchmark.cells(args)
+    assert {(c.engine, c.mode) for c in cells} == {
+        ("vaswani_hf", "train"),
+        ("marian", "train"),
+        *((engine, mode) for engine in benchmark.ENGINES for mode in ("greedy", "beam4")),
+    }
+    return [{**asdict(cell), **benchmark.run_worker(json.dumps(asdict(cell)))} for cell in cells]
+
+
+def test_every_cell_has_positive_figures(results):
+    for result in results:
+        assert result["tokens_per_s"] > 0 and len(result["times"]) == 2
+        assert result["tokens_per_s"] == pytest.approx(2 * 5 / result["seconds"])
+
+
+def test_training_flops_are_the_same_work_for_both_models(results):
+    """Same shapes, same layers: the FLOP counter sees the same matmuls in both models."""
+    flops = {r["engine"]: r["flops_per_step"] for r in results if r["mode"] == "train"}
+    assert flops["vaswani_hf"] == flops["marian"] > 0
+
+
+def test_decoding_is_refused_when_an_output_is_shorter_than_forced(monkeypatch):
+    args = benchmark.parse_args(TINY + ["--modes", "greedy", "--engines", "vaswani_hf"])
+    (cell,) = benchmark.cells(args)
+    original = benchmark.build_vaswani
+
+    def ends_early(cell):
+        model = original(cell)
+        generate = model.generate
+        model.generate = lambda **kwargs: generate(**{**kwargs, "min_new_tokens": 0, "max_new_tokens": 2})
+        return model
+
+    monkeypatch.setattr(benchmark, "build_vaswani", ends_early)
+    with pytest.raises(RuntimeError, match="lengths"):
+        benchmark.run_worker(json.dumps(asdict(cell)))
+
+
+def test_table_has_ratios_to_marian(results):
+    table = benchmark.table(results, peak_tflops=1.0)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert set(rows) == {"train", "greedy", "beam4"}
+    ours = next(r for r in results if r["mode"] == "greedy" and r["engine"] == "vaswani_hf")
+    marian = next(r for r in results if r["mode"] == "greedy" and r["engine"] == "marian")
+    assert f"{ours['tokens_per_s'] / marian['tokens_per_s']:.2f}x" in rows["greedy"]
+
+
+def test_shape_must_be_batch_x_length():
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--shape", "16-32"])
