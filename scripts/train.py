@@ -140,7 +140,7 @@ def main(argv=None) -> int:
         accelerator.load_state(str(latest))
         log(f"resumed from {latest}: update {state.step}, epoch {state.epoch}")
 
-    accelerator.init_trackers("train", config={k: str(v) for k, v in _flatten(cfg.to_dict()).items()})
+    accelerator.init_trackers("train", config={k: str(v) for k, v in cfg.to_flat_dict().items()})
 
     # SIGTERM (schedulers, `kill`) and SIGINT (Ctrl-C) finish the current update, checkpoint and exit.
     stop_signal = []
@@ -262,16 +262,6 @@ def _checkpoint_due(cfg: RunConfig, step: int, seconds_since: float) -> bool:
     return (c.every_steps is not None and step % c.every_steps == 0) or (
         c.every_minutes is not None and seconds_since >= c.every_minutes * 60
     )
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    flat = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
 
 
 if __name__ == "__main__":

@@ -243,7 +243,9 @@ def test_static_cache_decodes_like_the_default_cache(trained_model, batch, mode)
     assert torch.equal(default, static)
 
 
-def test_generate_decodes_with_growing_self_attention_layers(random_model, batch, monkeypatch):
+@pytest.fixture
+def reordered_caches(monkeypatch) -> list:
+    """The caches beam search reorders, as it reorders them."""
     caches = []
     original = VaswaniForConditionalGeneration._reorder_cache
 
@@ -252,6 +254,11 @@ def test_generate_decodes_with_growing_self_attention_layers(random_model, batch
         return original(self, past_key_values, beam_idx)
 
     monkeypatch.setattr(VaswaniForConditionalGeneration, "_reorder_cache", spy)
+    return caches
+
+
+def test_generate_decodes_with_growing_self_attention_layers(random_model, batch, reordered_caches):
+    caches = reordered_caches
     input_ids, attention_mask, _ = batch
     random_model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=5, **BEAM)
     assert caches, "beam search did not reorder the cache"
@@ -261,15 +268,8 @@ def test_generate_decodes_with_growing_self_attention_layers(random_model, batch
     assert [layer._buffers[0].shape[2] for layer in layers] == [5, 5]
 
 
-def test_beam_search_keeps_one_copy_of_the_encoder_keys_per_sentence(random_model, batch, monkeypatch):
-    caches = []
-    original = VaswaniForConditionalGeneration._reorder_cache
-
-    def spy(self, past_key_values, beam_idx):
-        caches.append(past_key_values)
-        return original(self, past_key_values, beam_idx)
-
-    monkeypatch.setattr(VaswaniForConditionalGeneration, "_reorder_cache", spy)
+def test_beam_search_keeps_one_copy_of_the_encoder_keys_per_sentence(random_model, batch, reordered_caches):
+    caches = reordered_caches
     input_ids, attention_mask, _ = batch
     random_model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=5, **BEAM)
     cross, self_attention = caches[0].cross_attention_cache.layers[0], caches[0].self_attention_cache.layers[0]

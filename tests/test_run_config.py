@@ -67,3 +67,10 @@ def test_yaml_round_trip(tmp_path):
     path = tmp_path / "saved.yaml"
     path.write_text(cfg.to_yaml())
     assert RunConfig.load(path) == cfg
+
+
+def test_flat_dict_keys_are_override_keys():
+    config = RunConfig.load("small-cpu")
+    flat = config.to_flat_dict()
+    assert flat["model.d_model"] == 256 and flat["output_dir"] == config.output_dir
+    assert RunConfig.load("small-cpu", [f"{key}={value}" for key, value in flat.items() if value is not None]) == config

@@ -244,16 +244,6 @@ def paper_reference(run_config: RunConfig) -> tuple[VaswaniConfig, RunConfig]:
     return config, RunConfig.load(preset)
 
 
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def paper_departures(
     config: dict, run_config: RunConfig, generation_config: dict | None, data: DataProvenance | None = None
 ) -> Departures:
@@ -275,7 +265,7 @@ def paper_departures(
         else:
             from_paper.append(Difference(name, paper, value, PAPER_SECTIONS.get(name, "")))
 
-    ours, theirs = _flatten(run_config.to_dict()), _flatten(reference_run.to_dict())
+    ours, theirs = run_config.to_flat_dict(), reference_run.to_flat_dict()
     for key, value in ours.items():
         paper = theirs.get(key)
         if value == paper or key in RUN_KEYS_COMPARED_ELSEWHERE:
@@ -547,24 +537,20 @@ def eval_results(inputs: CardInputs) -> list[EvalResult]:
             dataset_config=f"{inputs.src_lang}-{inputs.tgt_lang}",
             dataset_split=result.split,
         )
-        entries.append(
-            EvalResult(
-                **common,
-                metric_type="bleu",
-                metric_name="BLEU (sacreBLEU)",
-                metric_value=round(result.bleu, 2),
-                metric_config=result.bleu_signature,
-            )
+        metrics = (
+            ("bleu", "BLEU (sacreBLEU)", result.bleu, result.bleu_signature),
+            ("chrf", "chrF", result.chrf, result.chrf_signature),
         )
-        entries.append(
-            EvalResult(
-                **common,
-                metric_type="chrf",
-                metric_name="chrF",
-                metric_value=round(result.chrf, 2),
-                metric_config=result.chrf_signature,
+        for metric_type, name, value, signature in metrics:
+            entries.append(
+                EvalResult(
+                    **common,
+                    metric_type=metric_type,
+                    metric_name=name,
+                    metric_value=round(value, 2),
+                    metric_config=signature,
+                )
             )
-        )
     return entries
 
 

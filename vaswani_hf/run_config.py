@@ -152,6 +152,17 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def to_flat_dict(self) -> dict:
+        """`{"output_dir": ..., "model.d_model": ..., "train.lr_scale": ...}`: one entry per setting, keyed as in
+        overrides."""
+        flat = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                flat.update({f"{key}.{leaf}": leaf_value for leaf, leaf_value in value.items()})
+            else:
+                flat[key] = value
+        return flat
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
