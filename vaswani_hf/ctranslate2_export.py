@@ -42,7 +42,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .configuration_vaswani import VaswaniConfig
-from .evaluation import _check_sentences, _encode, _pad, _token_batches
+from .evaluation import check_sentences, encode_sentences, length_batches, pad_ids
 from .modeling_vaswani import VaswaniForConditionalGeneration, VaswaniSinusoidalPositions
 
 # Written beside CTranslate2's files: what decoding needs to know about the model that model.bin does not tell.
@@ -507,12 +507,12 @@ class CTranslate2Translator:
                 "This CTranslate2 model has no tokenizer, so it cannot read text: pass tokenizer=... or decode token "
                 "ids with generate_ids()."
             )
-        texts = _check_sentences("texts", texts)
+        texts = check_sentences("texts", texts)
         translations = [""] * len(texts)
         todo = [index for index, text in enumerate(texts) if text.strip()]
         if not todo:
             return translations
-        input_ids = _encode([texts[index] for index in todo], self.tokenizer, self.max_positions)
+        input_ids = encode_sentences([texts[index] for index in todo], self.tokenizer, self.max_positions)
         outputs = self.generate_ids(input_ids, **options)
         for index, text in zip(todo, self.tokenizer.batch_decode(outputs, skip_special_tokens=True), strict=True):
             translations[index] = text
@@ -538,8 +538,8 @@ def generate_reference_ids(
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in _token_batches([len(ids) for ids in input_ids], max_tokens):
-                inputs = _pad([list(input_ids[index]) for index in batch], pad, model.device)
+            for batch in length_batches([len(ids) for ids in input_ids], max_tokens):
+                inputs = pad_ids([list(input_ids[index]) for index in batch], pad, model.device)
                 for index, row in zip(batch, model.generate(**inputs, **generate_kwargs).tolist(), strict=True):
                     row = row[1:]  # the decoder start token
                     # Only rows that ended are padded, after their </s>.
@@ -568,8 +568,8 @@ def compare_greedy(
     tokenizer = translator.tokenizer
     if tokenizer is None:
         raise ExportError("compare_greedy translates text: give the CTranslate2Translator its tokenizer=...")
-    texts = _check_sentences("sentences", sentences)
-    input_ids = _encode(texts, tokenizer, model.config.max_position_embeddings)
+    texts = check_sentences("sentences", sentences)
+    input_ids = encode_sentences(texts, tokenizer, model.config.max_position_embeddings)
     limit = dict(max_new_tokens=max_new_tokens) if max_new_tokens is not None else {}
     ours = generate_reference_ids(model, input_ids, max_tokens=max_tokens, num_beams=1, do_sample=False, **limit)
     theirs = translator.generate_ids(input_ids, num_beams=1, **limit)

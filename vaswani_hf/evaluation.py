@@ -45,7 +45,7 @@ def load_metric(**load_kwargs):
     return evaluate.load(str(METRIC_PATH), **load_kwargs)
 
 
-def _check_sentences(name: str, sentences) -> list[str]:
+def check_sentences(name: str, sentences) -> list[str]:
     # A str is a sequence too, and iterating it would silently translate or score one "sentence" per character.
     if isinstance(sentences, str):
         raise TypeError(f"{name} must be a list of sentences, not a single str; wrap it in a list")
@@ -56,7 +56,7 @@ def _check_sentences(name: str, sentences) -> list[str]:
     return sentences
 
 
-def _token_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     """Groups indices of `lengths` into batches whose padded size, batch size x longest length, is at most
     `max_tokens`. Sentences are taken longest first, so that each batch holds sentences of similar length and a batch
     too large for memory fails at the start; a sentence longer than `max_tokens` forms a batch alone.
@@ -97,7 +97,7 @@ def translate(
         TypeError: if `sentences` is a single str or holds something other than str.
         ValueError: if `max_tokens` is not a positive int, or `generate_kwargs` ask for several outputs per sentence.
     """
-    sentences = _check_sentences("sentences", sentences)
+    sentences = check_sentences("sentences", sentences)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
         raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
     if generate_kwargs.get("num_return_sequences", 1) != 1:
@@ -107,7 +107,7 @@ def translate(
     todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
     if not todo:
         return hypotheses
-    ids = _encode(
+    ids = encode_sentences(
         [sentences[index] for index in todo], tokenizer, getattr(model.config, "max_position_embeddings", None)
     )
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
@@ -116,8 +116,8 @@ def translate(
     model.eval()
     try:
         with torch.inference_mode(), tqdm(total=len(todo), unit="sent", disable=not show_progress) as progress:
-            for batch in _token_batches([len(sequence) for sequence in ids], max_tokens):
-                inputs = _pad([ids[position] for position in batch], pad_token_id, model.device)
+            for batch in length_batches([len(sequence) for sequence in ids], max_tokens):
+                inputs = pad_ids([ids[position] for position in batch], pad_token_id, model.device)
                 output = model.generate(**inputs, **generate_kwargs)
                 # return_dict_in_generate=True gives a ModelOutput that holds the ids as `sequences`.
                 sequences = getattr(output, "sequences", output)
@@ -130,7 +130,7 @@ def translate(
     return hypotheses
 
 
-def _encode(sentences: list[str], tokenizer, max_positions: int | None) -> list[list[int]]:
+def encode_sentences(sentences: list[str], tokenizer, max_positions: int | None) -> list[list[int]]:
     """Token ids with special tokens, sources longer than `max_positions` truncated with a warning."""
     # verbose=False: the tokenizer's own warning about model_max_length would come before the count below.
     ids = tokenizer(sentences, verbose=False)["input_ids"]
@@ -153,7 +153,7 @@ def _encode(sentences: list[str], tokenizer, max_positions: int | None) -> list[
     return ids
 
 
-def _pad(sequences: list[list[int]], pad_token_id: int, device) -> dict[str, torch.Tensor]:
+def pad_ids(sequences: list[list[int]], pad_token_id: int, device) -> dict[str, torch.Tensor]:
     """Right-padded `input_ids` and `attention_mask` on `device`."""
     width = max(len(sequence) for sequence in sequences)
     input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
@@ -175,7 +175,7 @@ def score(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequen
     Raises:
         ValueError: if there are no hypotheses, or not as many references as hypotheses.
     """
-    hypotheses = _check_sentences("hypotheses", hypotheses)
+    hypotheses = check_sentences("hypotheses", hypotheses)
     if isinstance(references, str):
         raise TypeError("references must be a list of sentences, not a single str; wrap it in a list")
     references = list(references)
@@ -200,7 +200,7 @@ def evaluate_model(
     Raises:
         ValueError: if `sources` and `references` differ in length (checked before translating).
     """
-    sources = _check_sentences("sources", sources)
+    sources = check_sentences("sources", sources)
     if len(sources) != len(references):
         raise ValueError(f"got {len(sources)} sources but {len(references)} references; they must be parallel")
     hypotheses = translate(model, tokenizer, sources, **kwargs)
