@@ -73,4 +73,6 @@ def test_flat_dict_keys_are_override_keys():
     config = RunConfig.load("small-cpu")
     flat = config.to_flat_dict()
     assert flat["model.d_model"] == 256 and flat["output_dir"] == config.output_dir
-    assert RunConfig.load("small-cpu", [f"{key}={value}" for key, value in flat.items() if value is not None]) == config
+    assert (
+        RunConfig.load("small-cpu", [f"{key}={value}" for key, value in flat.items() if value is not None]) == config
+    )
