@@ -14,7 +14,7 @@ averaged over the target tokens) and use the same optimizer (`vaswani_hf.trainin
 Every measurement runs in a fresh process, so that one model's memory or allocator state does not leak into the
 other's figures. Figures:
 - train: target tokens per second of forward + backward + Adam step; the model FLOPs of one step as counted by
-  `torch.utils.flop_counter` (matmuls and attention), and that rate as a fraction of this machine's measured dense
+  `torch.utils.flop_counter` (every matmul, the attention products included), and that rate as a fraction of this machine's measured dense
   matmul peak in the same dtype;
 - greedy / beam4: output tokens per second (one per sentence per step, whatever the beam) when every sentence is forced
   to the same output length (`min_new_tokens = max_new_tokens`), which keeps the work identical for all engines;
@@ -188,8 +188,12 @@ def measure_train(cell: Cell, device: torch.device) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     times, peak = timed_with_peak_memory(step, device, cell)
+    # torch's FLOP counter does not see sdpa's CPU kernel: count a step with the eager kernel, which computes the same
+    # products as plain matmuls.
+    model.set_attn_implementation("eager")
     with FlopCounterMode(display=False) as counter:
         step()
+    model.set_attn_implementation(cell.attn_implementation)
     if cell.profile:
         print_profile(step, cell)
     seconds = statistics.median(times)

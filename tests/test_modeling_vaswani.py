@@ -555,6 +555,22 @@ def test_loss_is_label_smoothed_cross_entropy_per_target_token(tiny_config, labe
         assert abs(float(plain / n_targets) - float(out.loss)) > 1e-3
 
 
+def test_a_forward_with_labels_builds_no_cache(tiny_config):
+    """Training reads no cache, so none is filled: the config's `use_cache=True` must not make one behind the loss."""
+    model = make_model(tiny_config).train()
+    assert model.config.use_cache
+    input_ids, attention_mask, labels = label_batch()
+    assert model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).past_key_values is None
+    decoder_input_ids = model.shift_tokens_right(labels)
+    with torch.no_grad():
+        assert (
+            model(
+                input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_input_ids
+            ).past_key_values
+            is not None
+        )
+
+
 def test_gradient_accumulation_with_num_items_in_batch_is_exact(tiny_config):
     model = make_model(tiny_config).train()
     input_ids, attention_mask, labels = label_batch()

@@ -135,8 +135,14 @@ class VaswaniAttention(nn.Module):
 
     def _split_heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
         """Splits a fused projection [X W^Q; X W^K; ...] of `parts` blocks into per-head tensors (B, H, n, D)."""
-        x = x.view(*x.shape[:-1], parts, self.num_heads, self.head_dim)  # (B, n, parts * d) -> (B, n, parts, H, D)
-        return x.permute(2, 0, 3, 1, 4).unbind(0)  # -> (parts, B, H, n, D) -> parts x (B, H, n, D)
+        # Split before reshaping: the gradient then flows back through one concatenation into the (B, n, parts * d)
+        # layout the projection's backward reads, where unbinding a permuted view would stack and copy it twice.
+        return tuple(
+            part.unflatten(-1, (self.num_heads, self.head_dim)).transpose(
+                1, 2
+            )  # (B, n, d) -> (B, n, H, D) -> (B, H, n, D)
+            for part in x.chunk(parts, dim=-1)  # (B, n, parts * d) -> parts x (B, n, d)
+        )
 
     def forward(
         self,
@@ -632,7 +638,8 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
-            use_cache=use_cache and labels is None,
+            # Training reads no cache; an explicit False, because None would take the config's default (True).
+            use_cache=False if labels is not None else use_cache,
             **kwargs,
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, T, d) @ (d, V) -> (B, T, V)
