@@ -20,8 +20,7 @@ from transformers.cache_utils import DynamicLayer
 
 import vaswani_hf  # noqa: F401  (registers the model with the Auto classes)
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration
-from vaswani_hf.generation_vaswani import PAPER_DECODING, GNMTLengthPenalty, GrowingCacheLayer
-from vaswani_hf.modeling_vaswani import one_row_per_group
+from vaswani_hf.generation_vaswani import PAPER_DECODING, GNMTLengthPenalty, GrowingCacheLayer, one_row_per_group
 
 PAD, BOS, EOS = 0, 1, 2
 FIRST_WORD = 4  # ids below are special tokens

@@ -1,6 +1,7 @@
 """The paper's decoding (§6.1): beam size 4, the GNMT length penalty with alpha 0.6, and a maximum output length of
-input length + 50, as pieces that plug into transformers' `generate()`. `VaswaniForConditionalGeneration.generate`
-puts them together; they live in their own file to keep the modeling file to the architecture.
+input length + 50, as pieces that plug into transformers' `generate()`; and the cache `generate()` decodes with.
+`VaswaniForConditionalGeneration.generate` puts them together; they live in their own file to keep the modeling file
+to the architecture.
 """
 
 import math
@@ -148,3 +149,24 @@ class DecodingCache(EncoderDecoderCache):
         self_attention.layers = [GrowingCacheLayer(capacity) for _ in self_attention.layers]
         super().__init__(self_attention, DynamicCache(config=config))
         self.row_group = row_group
+
+
+def one_row_per_group(states: torch.Tensor, group: int) -> torch.Tensor:
+    """`states` (B, S, d) as (B/group, S, d) if each run of `group` consecutive rows holds copies of one row (how
+    `generate()` repeats the encoder output per beam), else unchanged."""
+    if group > 1 and states.shape[0] % group == 0:
+        distinct = states[::group]  # (B/g, S, d)
+        if torch.equal(distinct.repeat_interleave(group, dim=0), states):
+            return distinct
+    return states
+
+
+def group_mask(mask: torch.Tensor | None, group: int) -> torch.Tensor | None:
+    """The cross-attention mask of one row per group, for queries of the group's g beams one after another: beams of
+    one sentence share its padding. A (B, 1, T, S) mask becomes (B/g, 1, gT, S); a (B, S) one (B/g, S)."""
+    if mask is None or group == 1:
+        return mask
+    mask = mask[::group]
+    if mask.dim() == 4 and mask.shape[2] > 1:
+        mask = mask.repeat(1, 1, group, 1)  # (B/g, 1, T, S) -> (B/g, 1, gT, S)
+    return mask

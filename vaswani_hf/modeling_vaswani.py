@@ -36,7 +36,14 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_vaswani import VaswaniConfig
-from .generation_vaswani import PAPER_DECODING, DecodingCache, GNMTLengthPenalty, SourceLengthLimit
+from .generation_vaswani import (
+    PAPER_DECODING,
+    DecodingCache,
+    GNMTLengthPenalty,
+    SourceLengthLimit,
+    group_mask,
+    one_row_per_group,
+)
 
 # Imported so that loading this file as remote code always fetches the pipeline file too, and saving can copy it.
 from .pipeline_translation import TranslationPipeline  # noqa: F401
@@ -83,27 +90,6 @@ def eager_attention_forward(
 # ---------------------------------------------------------------------------------------------------------------------
 # §3.2.2 Multi-head attention
 # ---------------------------------------------------------------------------------------------------------------------
-def one_row_per_group(states: torch.Tensor, group: int) -> torch.Tensor:
-    """`states` (B, S, d) as (B/group, S, d) if each run of `group` consecutive rows holds copies of one row (how
-    `generate()` repeats the encoder output per beam), else unchanged."""
-    if group > 1 and states.shape[0] % group == 0:
-        distinct = states[::group]  # (B/g, S, d)
-        if torch.equal(distinct.repeat_interleave(group, dim=0), states):
-            return distinct
-    return states
-
-
-def group_mask(mask: torch.Tensor | None, group: int) -> torch.Tensor | None:
-    """The cross-attention mask of one row per group, for queries of the group's g beams one after another: beams of
-    one sentence share its padding. A (B, 1, T, S) mask becomes (B/g, 1, gT, S); a (B, S) one (B/g, S)."""
-    if mask is None or group == 1:
-        return mask
-    mask = mask[::group]
-    if mask.dim() == 4 and mask.shape[2] > 1:
-        mask = mask.repeat(1, 1, group, 1)  # (B/g, 1, T, S) -> (B/g, 1, gT, S)
-    return mask
-
-
 class VaswaniAttention(nn.Module):
     """MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O with head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
 
