@@ -46,6 +46,7 @@ TRAIN_SHAPES = HEADLINE + [(16, 128), (8, 512), (4, 1024), (64, 32), (128, 32)]
 # Decoding cost grows with the output length step by step: shorter ladders than training keep a CPU run short.
 DECODE_SHAPES = HEADLINE + [(16, 128), (4, 512), (64, 32), (128, 32)]
 ENGINES = ("vaswani_hf", "marian", "ctranslate2")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -156,7 +157,7 @@ def timed_with_peak_memory(fn, device: torch.device, cell: Cell) -> tuple[list[f
 def autocast(cell: Cell, device: torch.device):
     if cell.dtype == "fp32":
         return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[cell.dtype])
+    return torch.autocast(device.type, dtype=DTYPES[cell.dtype])
 
 
 def measure_train(cell: Cell, device: torch.device) -> dict:
@@ -211,7 +212,7 @@ def measure_train(cell: Cell, device: torch.device) -> dict:
 def measure_decode(cell: Cell, device: torch.device) -> dict:
     model = (build_vaswani if cell.engine == "vaswani_hf" else build_marian)(cell).to(device).eval()
     if cell.dtype != "fp32":
-        model = model.to({"bf16": torch.bfloat16, "fp16": torch.float16}[cell.dtype])
+        model = model.to(DTYPES[cell.dtype])
     source, _ = random_batch(cell, device)
     mask = torch.ones_like(source)
     beams = 4 if cell.mode == "beam4" else 1
@@ -282,7 +283,7 @@ def print_profile(fn, cell: Cell, rows: int = 15):
 
 def matmul_peak(device: torch.device, dtype: str, size: int = 2048, repeats: int = 10) -> float:
     """Dense matmul rate of this machine in TFLOP/s: the best of `repeats` (size x size) @ (size x size) products."""
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    torch_dtype = DTYPES[dtype]
     a = torch.randn(size, size, device=device, dtype=torch_dtype)
     b = torch.randn(size, size, device=device, dtype=torch_dtype)
     times = timed(lambda: a @ b, device, warmup=3, repeats=repeats)
@@ -336,7 +337,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--shapes", choices=("headline", "all"), default="headline")
     parser.add_argument(

@@ -83,17 +83,17 @@ class GrowingCacheLayer(DynamicLayer):
     def __init__(self, capacity: int | None = None):
         super().__init__()
         self.capacity = capacity or self.initial_capacity
+        self._buffers = self._spare = None  # (keys, values), each (B, H, capacity, D)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         length = self.get_seq_length()
         needed = length + key_states.shape[-2]
-        buffers = getattr(self, "_buffers", None)
+        buffers = self._buffers
         if (
             buffers is None
-            or self.keys.numel()
-            and self.keys.data_ptr() != buffers[0].data_ptr()
+            or (self.keys.numel() and self.keys.data_ptr() != buffers[0].data_ptr())  # replaced from outside
             or buffers[0].shape[0] != key_states.shape[0]
             or needed > buffers[0].shape[2]
         ):
@@ -105,7 +105,7 @@ class GrowingCacheLayer(DynamicLayer):
 
     def _grow(self, key_states, value_states, length, needed):
         # The first allocation takes the capacity asked for (generate() knows its maximum length); later ones double.
-        capacity = max(self.capacity, 2 * needed if getattr(self, "_buffers", None) is not None else needed)
+        capacity = max(self.capacity, 2 * needed if self._buffers is not None else needed)
         self._buffers = tuple(
             new.new_empty((new.shape[0], new.shape[1], capacity, new.shape[3])) for new in (key_states, value_states)
         )
@@ -120,7 +120,7 @@ class GrowingCacheLayer(DynamicLayer):
         length = self.get_seq_length()
         if not length:
             return
-        buffers, spare = self._buffers, getattr(self, "_spare", None)
+        buffers, spare = self._buffers, self._spare
         if spare is None or spare[0].shape != buffers[0].shape:
             spare = tuple(torch.empty_like(b) for b in buffers)
         beam_idx = beam_idx.to(buffers[0].device)

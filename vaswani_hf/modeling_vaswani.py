@@ -123,12 +123,9 @@ class VaswaniAttention(nn.Module):
         """Splits a fused projection [X W^Q; X W^K; ...] of `parts` blocks into per-head tensors (B, H, n, D)."""
         # Split before reshaping: the gradient then flows back through one concatenation into the (B, n, parts * d)
         # layout the projection's backward reads, where unbinding a permuted view would stack and copy it twice.
-        return tuple(
-            part.unflatten(-1, (self.num_heads, self.head_dim)).transpose(
-                1, 2
-            )  # (B, n, d) -> (B, n, H, D) -> (B, H, n, D)
-            for part in x.chunk(parts, dim=-1)  # (B, n, parts * d) -> parts x (B, n, d)
-        )
+        blocks = x.chunk(parts, dim=-1)  # (B, n, parts * d) -> parts x (B, n, d)
+        # (B, n, d) -> (B, n, H, D) -> (B, H, n, D)
+        return tuple(block.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2) for block in blocks)
 
     def forward(
         self,
@@ -153,12 +150,12 @@ class VaswaniAttention(nn.Module):
                 if cache is not None:
                     key, value = cache.update(key, value, self.layer_idx)
                     past_key_values.is_updated[self.layer_idx] = True
-            # g beams (g = 1 outside beam search) share their sentence's keys: their queries go one after another.
+            # In beam search the g beams of a sentence share its keys (g = 1 otherwise): their queries take turns.
             group = query.shape[0] // key.shape[0]
-            query = (
-                query.unflatten(0, (-1, group)).transpose(1, 2).flatten(2, 3)
-            )  # (B/g, g, H, T, D) -> (B/g, H, gT, D)
-            attention_mask = group_mask(attention_mask, group)
+            if group > 1:
+                # (B, H, T, D) -> (B/g, g, H, T, D) -> (B/g, H, g, T, D) -> (B/g, H, gT, D)
+                query = query.unflatten(0, (-1, group)).transpose(1, 2).flatten(2, 3)
+                attention_mask = group_mask(attention_mask, group)
         else:
             query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D) x 3
             if past_key_values is not None:
@@ -178,9 +175,8 @@ class VaswaniAttention(nn.Module):
             **kwargs,
         )
         if self.is_cross_attention and group > 1:
-            output = output.unflatten(1, (group, -1)).flatten(
-                0, 1
-            )  # (B/g, gT, H, D) -> (B/g, g, T, H, D) -> (B, T, H, D)
+            # (B/g, gT, H, D) -> (B/g, g, T, H, D) -> (B, T, H, D)
+            output = output.unflatten(1, (group, -1)).flatten(0, 1)
             if weights is not None:  # (B/g, H, gT, S) -> (B/g, g, H, T, S) -> (B, H, T, S)
                 weights = weights.unflatten(2, (group, -1)).transpose(1, 2).flatten(0, 1)
         output = output.reshape(*hidden_states.shape[:-1], -1)  # (B, T, H, D) -> (B, T, d): Concat(head_1..head_h)
