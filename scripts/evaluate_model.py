@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 # Importing the package also registers its model with the Auto classes used below.
@@ -37,6 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out-dir", default=".", help="where to write hypotheses.txt and scores.json (default: .)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--dtype", choices=list(evaluation.DTYPES), default="fp32", help="weights (default: fp32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     decoding = parser.add_argument_group("decoding overrides (default: the model's generation config)")
     decoding.add_argument("--num-beams", type=int)
@@ -87,9 +86,7 @@ def main(argv=None) -> None:
     else:
         if args.no_progress:
             transformers_logging.disable_progress_bar()
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+        model, tokenizer, device = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
         overrides = dict(
             num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens
         )
@@ -107,6 +104,7 @@ def main(argv=None) -> None:
             decoding=evaluation.decoding_settings(model, generate_kwargs),
             max_tokens=args.max_tokens,
             device=device,
+            dtype=args.dtype,
         )
     seconds = time.perf_counter() - start
 

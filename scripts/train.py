@@ -36,6 +36,7 @@ from vaswani_hf.training import (
     prepare_corpus,
     save_averaged_model,
     tokenize_pairs,
+    training_loss,
     validate,
 )
 
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
                 # each loss by (update tokens / processes) makes the result the update's per-token mean (§5.1).
                 sync = nullcontext() if i == len(micro_batches) - 1 else accelerator.no_sync(model)
                 with sync:
-                    loss = model(**batch, num_items_in_batch=update.target_tokens / world).loss
+                    loss = training_loss(model, batch, cfg.train.label_smoothing, update.target_tokens / world)
                     accelerator.backward(loss)
                 logged_loss += loss.detach()
             if cfg.train.clip_norm is not None:

@@ -11,8 +11,6 @@ paper's beam 4, length penalty 0.6, at most source length + 50 tokens) unless an
 import argparse
 import sys
 
-import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
 # Importing the package also registers its model with the Auto classes used below.
@@ -26,6 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output", help="file for the translations (default: stdout)")
     parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--dtype", choices=list(evaluation.DTYPES), default="fp32", help="weights (default: fp32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     decoding = parser.add_argument_group("decoding overrides (default: the model's generation config)")
     decoding.add_argument("--num-beams", type=int)
@@ -43,9 +42,7 @@ def main(argv=None) -> None:
 
     if args.no_progress:
         transformers_logging.disable_progress_bar()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir).to(device)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    model, tokenizer, _ = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
     overrides = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
     hypotheses = evaluation.translate(
         model,

@@ -41,6 +41,14 @@ def tiny_config():
     return make
 
 
+@pytest.fixture(scope="session")
+def trained_toy_model():
+    """The tiny model trained on `toy_task` (reverse 3 to 8 words), once per session; copy it before changing it."""
+    from toy_task import train_toy_model
+
+    return train_toy_model()
+
+
 @pytest.fixture
 def run_without_package(tmp_path):
     """Runs Python code in a fresh process where `vaswani_hf` cannot be imported, as for a user who only has

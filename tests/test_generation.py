@@ -19,12 +19,22 @@ from transformers import AutoModelForSeq2SeqLM, GenerationConfig, GenerationMixi
 from transformers.cache_utils import DynamicLayer
 
 import vaswani_hf  # noqa: F401  (registers the model with the Auto classes)
-from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration
-from vaswani_hf.generation_vaswani import PAPER_DECODING, GNMTLengthPenalty, GrowingCacheLayer, one_row_per_group
+from vaswani_hf import VaswaniForConditionalGeneration
+from vaswani_hf.generation_vaswani import PAPER_DECODING, DecodingCache, GrowingCacheLayer, one_row_per_group
+from vaswani_hf.transformers_adapter import GNMTLengthPenalty
 
-PAD, BOS, EOS = 0, 1, 2
-FIRST_WORD = 4  # ids below are special tokens
-VOCAB = 16
+from toy_task import (
+    BOS,
+    EOS,
+    PAD,
+    VOCAB,
+    as_text,
+    pad_batch,
+    tiny_config,
+    toy_examples,
+    word_tokenizer,
+)
+
 ALPHA = 0.6
 OFFSET = 50
 
@@ -38,44 +48,6 @@ GREEDY = dict(num_beams=1, do_sample=False)
 BEAM = dict(num_beams=4, do_sample=False)
 SAMPLE = dict(num_beams=1, do_sample=True, top_k=0)
 BEAM_SAMPLE = dict(num_beams=4, do_sample=True, top_k=0)
-
-
-def tiny_config(**overrides) -> VaswaniConfig:
-    return VaswaniConfig(
-        **{
-            **dict(
-                vocab_size=VOCAB,
-                d_model=32,
-                d_ff=64,
-                num_heads=2,
-                encoder_layers=2,
-                decoder_layers=2,
-                dropout=0.0,
-                label_smoothing=0.0,
-                max_position_embeddings=128,
-            ),
-            **overrides,
-        }
-    )
-
-
-def random_words(length: int, generator: torch.Generator) -> list[int]:
-    return torch.randint(FIRST_WORD, VOCAB, (length,), generator=generator).tolist()
-
-
-def pad_batch(sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded input ids and attention mask."""
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), PAD)
-    for i, s in enumerate(sequences):
-        input_ids[i, : len(s)] = torch.tensor(s)
-    return input_ids, (input_ids != PAD).long()
-
-
-def toy_examples(lengths, generator: torch.Generator) -> tuple[list[list[int]], list[list[int]]]:
-    """Sources `w1 .. wn </s>` and their targets `wn .. w1 </s>`."""
-    words = [random_words(n, generator) for n in lengths]
-    return [w + [EOS] for w in words], [w[::-1] + [EOS] for w in words]
 
 
 def generated(row: torch.Tensor) -> list[int]:
@@ -99,22 +71,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def trained_model() -> VaswaniForConditionalGeneration:
-    torch.manual_seed(0)
-    model = VaswaniForConditionalGeneration(tiny_config())
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, foreach=True)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(300):
-        lengths = torch.randint(3, 9, (64,), generator=generator).tolist()
-        sources, targets = toy_examples(lengths, generator)
-        input_ids, attention_mask = pad_batch(sources)
-        labels, _ = pad_batch(targets)  # pad labels are ignored by the loss
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+def trained_model(trained_toy_model) -> VaswaniForConditionalGeneration:
+    return trained_toy_model
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +147,43 @@ def test_cached_and_uncached_decoding_agree(models_by_attention, batch, implemen
     assert all(output[-1] == EOS for output in all_generated(outputs[True]))
 
 
+@pytest.mark.parametrize("batch_size", [1, 4, 13])
+@pytest.mark.parametrize("mode", [GREEDY, {}, SAMPLE], ids=["greedy", "paper_beam", "sample"])
+def test_cached_decoding_equals_uncached_at_every_batch_size(trained_model, mode, batch_size):
+    """generate() with the cache (the default) against without, on the trained model, at the batch sizes of one
+    sentence, a small batch, and a batch of odd size with mixed lengths. A cache that `forward` does not receive
+    (transformers 5.24 renamed its argument) leaves every step with its last token alone: outputs differ and loop."""
+    lengths = [3 + (i * 5) % 6 for i in range(batch_size)]  # 3..8 (the training lengths), mixed
+    sources, targets = toy_examples(lengths, torch.Generator().manual_seed(batch_size))
+    input_ids, attention_mask = pad_batch(sources)
+    outputs = {}
+    for use_cache in (True, False):
+        torch.manual_seed(0)
+        outputs[use_cache] = trained_model.generate(
+            input_ids, attention_mask=attention_mask, use_cache=use_cache, **mode
+        )
+    assert torch.equal(outputs[True], outputs[False]), f"cached:\n{outputs[True]}\nuncached:\n{outputs[False]}"
+    if mode is not SAMPLE:  # the decoding is the trained one: most sentences come out reversed
+        correct = sum(out == tgt for out, tgt in zip(all_generated(outputs[True]), targets, strict=True))
+        assert correct >= 0.6 * batch_size, all_generated(outputs[True])
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 13])
+def test_pipeline_cached_decoding_equals_uncached(trained_model, batch_size):
+    from vaswani_hf import TranslationPipeline
+
+    translator = TranslationPipeline(model=trained_model, tokenizer=word_tokenizer(), task="translation")
+    lengths = [3 + (i * 3) % 8 for i in range(13)]
+    sources, targets = toy_examples(lengths, torch.Generator().manual_seed(5))
+    texts, expected = [as_text(source) for source in sources], [as_text(target) for target in targets]
+    cached, uncached = (
+        [r["translation_text"] for r in translator(texts, batch_size=batch_size, use_cache=use_cache)]
+        for use_cache in (True, False)
+    )
+    assert cached == uncached
+    assert sum(c == e for c, e in zip(cached, expected, strict=True)) >= 8, cached
+
+
 def test_sampling_samples(trained_model, batch):
     """The sampling runs above compare real samples: another seed gives another output."""
     input_ids, attention_mask, _ = batch
@@ -246,13 +241,13 @@ def test_static_cache_decodes_like_the_default_cache(trained_model, batch, mode)
 def reordered_caches(monkeypatch) -> list:
     """The caches beam search reorders, as it reorders them."""
     caches = []
-    original = VaswaniForConditionalGeneration._reorder_cache
+    original = DecodingCache.reorder_cache
 
-    def spy(self, past_key_values, beam_idx):
-        caches.append(past_key_values)
-        return original(self, past_key_values, beam_idx)
+    def spy(self, beam_idx):
+        caches.append(self)
+        return original(self, beam_idx)
 
-    monkeypatch.setattr(VaswaniForConditionalGeneration, "_reorder_cache", spy)
+    monkeypatch.setattr(DecodingCache, "reorder_cache", spy)
     return caches
 
 

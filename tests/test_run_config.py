@@ -18,6 +18,7 @@ def test_paper_presets_follow_the_paper():
         assert cfg.train.update_tokens == 25000 and cfg.train.warmup_steps == 4000 and cfg.train.lr_scale == 1.0
         assert cfg.train.mixed_precision == "no" and cfg.train.clip_norm is None
         assert cfg.checkpoint.every_minutes == 10 and cfg.model.overrides() == {}
+        assert cfg.train.label_smoothing == 0.1  # §5.4
     assert base.model.preset == "base" and base.train.max_steps == 100000 and base.checkpoint.average_last == 5
     assert big.model.preset == "big" and big.train.max_steps == 300000 and big.checkpoint.average_last == 20
 
@@ -76,3 +77,17 @@ def test_flat_dict_keys_are_override_keys():
     assert (
         RunConfig.load("small-cpu", [f"{key}={value}" for key, value in flat.items() if value is not None]) == config
     )
+
+
+@pytest.mark.parametrize(("saved", "expected"), [("null", 0.1), ("0.2", 0.2)])
+def test_run_configs_saved_with_model_label_smoothing_still_load(tmp_path, saved, expected):
+    """Label smoothing moved from `model` (the architecture) to `train` (the loss): older run_config.yaml files load."""
+    path = tmp_path / "run_config.yaml"
+    path.write_text(f"model:\n  d_model: 128\n  label_smoothing: {saved}\n")
+    cfg = RunConfig.load(path)
+    assert cfg.train.label_smoothing == expected and cfg.model.overrides() == {"d_model": 128}
+
+
+def test_label_smoothing_out_of_range_is_an_error():
+    with pytest.raises(ValueError, match=r"train.label_smoothing must be in \[0, 1\)"):
+        RunConfig.load("base", ["train.label_smoothing=1.0"])

@@ -15,12 +15,14 @@ from vaswani_hf.training import (
     average_checkpoints,
     check_tokenizer,
     collate,
+    label_smoothed_loss,
     noam_lambda,
     noam_schedule,
     paper_adam,
     plan_epoch,
     save_averaged_model,
     token_batches,
+    training_loss,
 )
 
 
@@ -213,14 +215,19 @@ def test_validation_loss_is_the_per_token_cross_entropy(tiny_config):
     from vaswani_hf.training import validation_loss
 
     torch.manual_seed(0)
-    model = VaswaniForConditionalGeneration(tiny_config(label_smoothing=0.1)).eval()
+    model = VaswaniForConditionalGeneration(tiny_config()).eval()
     rng = np.random.default_rng(0)
     rows = [
         {"input_ids": rng.integers(4, 64, n).tolist() + [2], "labels": rng.integers(4, 64, m).tolist() + [2]}
         for n, m in [(3, 5), (7, 2), (4, 4), (9, 6), (1, 1)]
     ]
     metrics = validation_loss(
-        model, Dataset.from_list(rows), max_tokens=16, pad_token_id=0, accelerator=Accelerator(cpu=True)
+        model,
+        Dataset.from_list(rows),
+        max_tokens=16,
+        pad_token_id=0,
+        accelerator=Accelerator(cpu=True),
+        label_smoothing=0.1,
     )
     # The reference: each pair on its own, summed over all target tokens.
     nll, smoothed, tokens = 0.0, 0.0, 0
@@ -235,3 +242,21 @@ def test_validation_loss_is_the_per_token_cross_entropy(tiny_config):
     assert metrics["valid/nll"] == pytest.approx(nll / tokens, rel=1e-5)
     assert metrics["valid/ppl"] == pytest.approx(np.exp(nll / tokens), rel=1e-5)
     assert metrics["valid/loss"] == pytest.approx(smoothed / tokens, rel=1e-5)
+
+
+def test_training_loss_is_label_smoothed_cross_entropy_over_the_update(tiny_config):
+    """§5.4 in the recipe: PyTorch's label smoothing on the model's logits, summed over target tokens and divided by
+    the update's token count; the decoder reads the labels shifted right, as in the model's own loss."""
+    torch.manual_seed(0)
+    model = VaswaniForConditionalGeneration(tiny_config()).train()
+    batch = collate({"input_ids": [[5, 6, 7, 2], [8, 2]], "labels": [[9, 10, 2], [11, 12, 13, 14, 2]]}, pad_token_id=0)
+    loss = training_loss(model, batch, 0.1, num_items_in_batch=20)
+    logits = model(**batch).logits
+    reference = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100, label_smoothing=0.1, reduction="sum"
+    )
+    torch.testing.assert_close(loss, reference / 20)
+    # Without smoothing and with the batch's own count it is the model's loss.
+    torch.testing.assert_close(training_loss(model, batch, 0.0), model(**batch).loss)
+    smoothed, plain = label_smoothed_loss(logits, batch["labels"], 0.1).item(), model(**batch).loss.item()
+    assert abs(smoothed - plain) > 1e-3  # the smoothing is there

@@ -5,20 +5,21 @@ which transformers 5 removed.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
-from transformers.pipelines import PIPELINE_REGISTRY, REMOVED_TASKS
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_vaswani import VaswaniConfig
 from .modeling_vaswani import VaswaniForConditionalGeneration, VaswaniModel, VaswaniPreTrainedModel
 from .pipeline_translation import TranslationPipeline
 from .tokenization import SPECIAL_TOKENS, train_shared_bpe
+from .transformers_adapter import allow_translation_task
 
 AutoConfig.register(VaswaniConfig.model_type, VaswaniConfig)
 AutoModel.register(VaswaniConfig, VaswaniModel)
 AutoModelForSeq2SeqLM.register(VaswaniConfig, VaswaniForConditionalGeneration)
 
-# transformers 5 rejects "translation" by name before it looks the task up; the pipeline serves any
+# transformers 5 dropped the task (and from 5.20 rejects its name before it looks the task up); the pipeline serves any
 # encoder-decoder model with generate(), so the task comes back for every such model, not only this one.
-REMOVED_TASKS.pop("translation", None)
+allow_translation_task()
 PIPELINE_REGISTRY.register_pipeline(
     "translation", pipeline_class=TranslationPipeline, pt_model=AutoModelForSeq2SeqLM, type="text"
 )

@@ -49,8 +49,6 @@ class VaswaniConfig(PreTrainedConfig):
         encoder_layers, decoder_layers: N, the number of identical layers in each stack (§3.1).
         dropout: P_drop, applied to every sub-layer output before the residual add and to the sums of embeddings and
             positional encodings (§5.4).
-        label_smoothing: epsilon_ls of the loss that `forward(labels=...)` returns (§5.4). 0 gives plain
-            cross-entropy (what perplexity is measured with).
         max_position_embeddings: longest sequence (source or target) the model accepts.
         layer_norm_eps: epsilon of every LayerNorm; the paper gives none, 1e-5 is PyTorch's default.
         attention_dropout: dropout on the attention weights. The paper has none; tensor2tensor and fairseq add it.
@@ -81,7 +79,6 @@ class VaswaniConfig(PreTrainedConfig):
     encoder_layers: int = 6
     decoder_layers: int = 6
     dropout: float = 0.1
-    label_smoothing: float = 0.1
     max_position_embeddings: int = 1024
     layer_norm_eps: float = 1e-5
     attention_dropout: float = 0.0
@@ -101,6 +98,9 @@ class VaswaniConfig(PreTrainedConfig):
         # already registered, the copy saved beside the weights is not needed, so the config does not name it.
         if "custom_pipelines" in kwargs and translation_task_registered():
             del kwargs["custom_pipelines"]
+        # Configs saved before the label smoothing of §5.4 moved to the training recipe (the model's loss is plain
+        # cross-entropy, transformers' convention) carry it: it no longer means anything to the model.
+        kwargs.pop("label_smoothing", None)
         super().__post_init__(**kwargs)
         for name in (
             "vocab_size",
@@ -124,7 +124,7 @@ class VaswaniConfig(PreTrainedConfig):
                 f"VaswaniConfig.d_model ({self.d_model}) must be even for sinusoidal positions, which pair a sine "
                 "and a cosine per frequency (§3.5)."
             )
-        for name in ("dropout", "attention_dropout", "label_smoothing"):
+        for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"VaswaniConfig.{name} must be a number in [0, 1), got {value!r}.")

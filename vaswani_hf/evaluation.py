@@ -33,6 +33,25 @@ _DECODING_KEYS = (
 )
 
 
+# Weight dtypes for inference, by the names the commands take.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_model(model_dir: str | os.PathLike, *, device: str | None = None, dtype: str = "fp32"):
+    """A saved seq2seq model and its tokenizer for inference: `(model, tokenizer, device)`, the model in eval mode on
+    `device` (default: cuda when available, else cpu) with weights in `dtype` ("fp32", "bf16" or "fp16").
+
+    bf16 runs on this package's CPU path too (AMX units multiply it fast); fp16 works on a CPU but is meant for GPUs.
+    """
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}.")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(model_dir), device
+
+
 def load_metric(**load_kwargs):
     """The `evaluate` metric computing corpus sacreBLEU and chrF (see `metrics/sacrebleu_chrf/sacrebleu_chrf.py`).
 

@@ -1,5 +1,5 @@
 """Fine-tuning with transformers' `Seq2SeqTrainer` under the paper's recipe (§5): Adam with beta2 0.98 and eps 1e-9,
-the Eq. 3 learning rate, the model's own label-smoothed loss normalised over every target token of an update, batches
+the Eq. 3 learning rate, label-smoothed cross-entropy (§5.4) normalised over every target token of an update, batches
 grouped by length, and BLEU/chrF from sacreBLEU on the paper's beam search.
 
 `scripts/finetune.py` is the command line around this module.
@@ -122,8 +122,12 @@ def finetuning_arguments(output_dir: str | Path, **overrides) -> Seq2SeqTraining
       with the model's generation config, the paper's beam 4 and input length + 50 (a `generation_max_length` would
       replace that limit for every sentence).
     - `report_to="none"`: no logging integration unless asked for.
+    - `label_smoothing_factor=0.1`: the paper's epsilon_ls (§5.4). The model's own loss is plain cross-entropy; the
+      Trainer smooths the logits and, from transformers 5.15 on, divides by the target tokens of the whole update
+      (`num_items_in_batch`), so gradient accumulation stays exact.
     """
     defaults = dict(
+        label_smoothing_factor=0.1,
         train_sampling_strategy="group_by_length",
         max_grad_norm=0.0,
         predict_with_generate=True,
@@ -146,9 +150,10 @@ class VaswaniSeq2SeqTrainer(Seq2SeqTrainer):
     `compute_metrics`, `predict_with_generate` reports BLEU and chrF (`translation_metrics`). Both need the tokenizer
     as `processing_class`.
 
-    The loss is the model's own: label-smoothed with `config.label_smoothing` (§5.4) and divided by the number of
-    target tokens in the whole update (the `num_items_in_batch` the Trainer passes), so gradient accumulation and data
-    parallelism give the gradient of one large batch.
+    The loss is `args.label_smoothing_factor` (0.1 from `finetuning_arguments`, §5.4) applied by the Trainer to the
+    model's logits, divided by the number of target tokens in the whole update (the `num_items_in_batch` the Trainer
+    passes), so gradient accumulation and data parallelism give the gradient of one large batch. Without smoothing
+    it is the model's own cross-entropy, normalised the same way.
     """
 
     def __init__(
@@ -168,15 +173,10 @@ class VaswaniSeq2SeqTrainer(Seq2SeqTrainer):
         if data_collator is None:
             if tokenizer is None:
                 raise ValueError("Pass the tokenizer as processing_class, or a data_collator that pads the labels.")
-            data_collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+            # With label smoothing the Trainer takes the labels away before calling the model: the collator builds
+            # the decoder inputs from them (the model's `prepare_decoder_input_ids_from_labels`).
+            data_collator = DataCollatorForSeq2Seq(tokenizer, model=kwargs.get("model"), label_pad_token_id=-100)
         super().__init__(data_collator=data_collator, compute_metrics=compute_metrics, **kwargs)
-        # Trainer's label smoother would take the labels away from the model and smooth the logits itself, averaged
-        # per micro-batch: the model already smooths (config.label_smoothing) and normalises over the whole update.
-        if self.args.label_smoothing_factor:
-            raise ValueError(
-                f"label_smoothing_factor={self.args.label_smoothing_factor} would replace the model's loss: leave it "
-                "at 0 and set label_smoothing in the model config instead (the paper's 0.1 is the default)."
-            )
         if compute_metrics is None and self.args.predict_with_generate and tokenizer is not None:
             self.compute_metrics = translation_metrics(tokenizer)
         self.warmup_steps = warmup_steps

@@ -1,13 +1,14 @@
 """The paper's decoding (§6.1): beam size 4, the GNMT length penalty with alpha 0.6, and a maximum output length of
-input length + 50, as pieces that plug into transformers' `generate()`; and the cache `generate()` decodes with.
-`VaswaniForConditionalGeneration.generate` puts them together; they live in their own file to keep the modeling file
-to the architecture.
+input length + 50, as data and pieces that plug into transformers' `generate()`: generation-config defaults, a logits
+processor for the length limit, and the cache `generate()` decodes with. `VaswaniForConditionalGeneration.generate`
+puts them together; they live in their own file to keep the modeling file to the architecture. (The GNMT penalty needs
+one hook into transformers' beam search, kept with the other such assumptions in transformers_adapter.py.)
 """
 
 import math
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
 from transformers.generation import LogitsProcessor
 
 PAPER_DECODING = dict(
@@ -19,29 +20,6 @@ PAPER_DECODING = dict(
     # it "terminates early when possible".
     early_stopping=True,
 )
-
-
-class GNMTLengthPenalty:
-    """lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al., 2016), the penalty of §6.1.
-
-    transformers' beam search divides a finished hypothesis' log-probability by `length ** length_penalty`. Passing
-    this object as `length_penalty` turns that expression into the GNMT form exactly: Python evaluates
-    `length ** penalty` as `penalty.__rpow__(length)`. |Y| counts the generated tokens including the final </s>, as
-    tensor2tensor's beam search does.
-    """
-
-    def __init__(self, alpha: float):
-        self.alpha = float(alpha)
-
-    def __rpow__(self, length):
-        return ((5.0 + length) / 6.0) ** self.alpha
-
-    # Beam search compares the penalty with 0 to decide whether longer hypotheses could still win.
-    def __gt__(self, other):
-        return self.alpha > other
-
-    def __lt__(self, other):
-        return self.alpha < other
 
 
 class SourceLengthLimit(LogitsProcessor):
@@ -145,10 +123,16 @@ class DecodingCache(EncoderDecoderCache):
     """
 
     def __init__(self, config, capacity: int | None = None, row_group: int = 1):
-        self_attention = DynamicCache(config=config)
-        self_attention.layers = [GrowingCacheLayer(capacity) for _ in self_attention.layers]
+        self_attention = Cache(layers=[GrowingCacheLayer(capacity) for _ in range(config.decoder_layers)])
         super().__init__(self_attention, DynamicCache(config=config))
         self.row_group = row_group
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Beam search: only the self-attention cache follows the chosen beams. All beams of a sentence hold the same
+        encoder keys and values, and a beam only ever continues a beam of its own sentence, so reordering the
+        cross-attention cache (what `EncoderDecoderCache` does) would copy it onto itself at every step; with one
+        copy per sentence there is nothing to reorder."""
+        self.self_attention_cache.reorder_cache(beam_idx)
 
 
 def one_row_per_group(states: torch.Tensor, group: int) -> torch.Tensor:

@@ -60,7 +60,7 @@ PAPER_SECTIONS = {
     "encoder_layers": "encoder layers N (§3.1)",
     "decoder_layers": "decoder layers N (§3.1)",
     "dropout": "P_drop on sub-layer outputs and embeddings (§5.4)",
-    "label_smoothing": "label smoothing eps_ls (§5.4)",
+    "train.label_smoothing": "label smoothing eps_ls of the training loss (§5.4)",
     "attention_dropout": "dropout on attention weights (none in the paper)",
     "norm_first": "pre-norm instead of the paper's post-norm LayerNorm(x + Sublayer(x)) (§3.1)",
     "position_embedding_type": "positional encodings (§3.5)",

@@ -2,15 +2,15 @@
 
 Read top to bottom in the paper's order: scaled dot-product attention (§3.2.1), multi-head attention (§3.2.2),
 the position-wise feed-forward network (§3.3), embeddings (§3.4), positional encodings (§3.5), the encoder and
-decoder layers and stacks (§3.1), the transformers plumbing, then the model with its output projection, loss (§5.4)
-and the paper's decoding (§6.1, whose pieces are in generation_vaswani.py).
+decoder layers and stacks (§3.1), the transformers plumbing, then the model with its output projection and the
+paper's decoding (§6.1, whose pieces are in generation_vaswani.py). The paper's label smoothing (§5.4) is part of the
+training recipe, not of the model's loss.
 
 Shape legend: B batch, S source length, T target length (the new decoder positions of this call), L key length
 (S for cross-attention, past + T for cached decoder self-attention), H heads, D head dim (d_k = d_v = d_model / H),
 d d_model, V vocabulary size.
 """
 
-import copy
 import math
 import shutil
 from collections.abc import Callable
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
-from transformers.cache_utils import Cache, EncoderDecoderCache
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationConfig, GenerationMixin, LogitsProcessorList
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -31,22 +31,24 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_vaswani import VaswaniConfig
-from .generation_vaswani import (
-    PAPER_DECODING,
-    DecodingCache,
-    GNMTLengthPenalty,
-    SourceLengthLimit,
-    group_mask,
-    one_row_per_group,
-)
+from .generation_vaswani import PAPER_DECODING, DecodingCache, SourceLengthLimit, group_mask, one_row_per_group
 
 # Imported so that loading this file as remote code always fetches the pipeline file too, and saving can copy it.
 from .pipeline_translation import TranslationPipeline  # noqa: F401
+from .transformers_adapter import (
+    CACHE_ARG,
+    LEGACY_CACHE_ARG,
+    GNMTBeamSearchMixin,
+    cache_field,
+    output_cache,
+    pop_cache,
+)
 
 # The files a saved directory needs to load without this package (see configuration_vaswani.AUTO_MAP).
 REMOTE_CODE_FILES = (
@@ -54,6 +56,7 @@ REMOTE_CODE_FILES = (
     "generation_vaswani.py",
     "modeling_vaswani.py",
     "pipeline_translation.py",
+    "transformers_adapter.py",
 )
 
 
@@ -132,7 +135,7 @@ class VaswaniAttention(nn.Module):
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`hidden_states` (B, T, d) gives the queries; keys and values come from `key_value_states` (B, S, d) in
@@ -140,16 +143,17 @@ class VaswaniAttention(nn.Module):
         the attention weights (B, H, T, L)."""
         if self.is_cross_attention:
             (query,) = self._split_heads(self.q_proj(hidden_states), 1)  # (B, H, T, D)
-            cache = past_key_values.cross_attention_cache if past_key_values is not None else None
-            if past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
-                key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values  # (B/g, H, S, D)
+            cross_cache = cache.cross_attention_cache if cache is not None else None
+            if cache is not None and cache.is_updated.get(self.layer_idx):
+                layer = cross_cache.layers[self.layer_idx]
+                key, value = layer.keys, layer.values  # (B/g, H, S, D)
             else:
                 if cache is not None:
-                    key_value_states = one_row_per_group(key_value_states, getattr(past_key_values, "row_group", 1))
+                    key_value_states = one_row_per_group(key_value_states, getattr(cache, "row_group", 1))
                 key, value = self._split_heads(self.kv_proj(key_value_states), 2)  # (B/g, H, S, D) x 2
                 if cache is not None:
-                    key, value = cache.update(key, value, self.layer_idx)
-                    past_key_values.is_updated[self.layer_idx] = True
+                    key, value = cross_cache.update(key, value, self.layer_idx)
+                    cache.is_updated[self.layer_idx] = True
             # In beam search the g beams of a sentence share its keys (g = 1 otherwise): their queries take turns.
             group = query.shape[0] // key.shape[0]
             if group > 1:
@@ -158,8 +162,8 @@ class VaswaniAttention(nn.Module):
                 attention_mask = group_mask(attention_mask, group)
         else:
             query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)  # (B, H, T, D) x 3
-            if past_key_values is not None:
-                key, value = past_key_values.self_attention_cache.update(key, value, self.layer_idx)  # (B, H, L, D)
+            if cache is not None:
+                key, value = cache.self_attention_cache.update(key, value, self.layer_idx)  # (B, H, L, D)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -258,7 +262,9 @@ class VaswaniEmbeddings(nn.Module):
                 f"{self.max_positions}: truncate the input (tokenizer(..., truncation=True)) or lower max_new_tokens."
             )
         positions = self.embed_positions(torch.arange(offset, offset + length, device=inputs_embeds.device))  # (n, d)
-        return self.dropout(inputs_embeds * self.scale + positions)  # (B, n, d) + (n, d) -> (B, n, d)
+        # The sinusoid table is computed in float32 and stays so in a model that from_pretrained(dtype=...) builds in
+        # bf16/fp16: the sum takes the embeddings' dtype, so such a model computes in its own dtype throughout.
+        return self.dropout(inputs_embeds * self.scale + positions.to(inputs_embeds.dtype))  # (B, n, d) + (n, d)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -319,12 +325,11 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None,
         encoder_hidden_states: torch.Tensor,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         **kwargs,
     ) -> torch.Tensor:
         hidden_states = self.self_attn_sublayer(
-            hidden_states,
-            lambda x: self.self_attn(x, attention_mask=attention_mask, past_key_values=past_key_values, **kwargs)[0],
+            hidden_states, lambda x: self.self_attn(x, attention_mask=attention_mask, cache=cache, **kwargs)[0]
         )
         hidden_states = self.encoder_attn_sublayer(
             hidden_states,
@@ -332,7 +337,7 @@ class VaswaniDecoderLayer(GradientCheckpointingLayer):
                 x,
                 key_value_states=encoder_hidden_states,
                 attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 **kwargs,
             )[0],
         )
@@ -361,15 +366,29 @@ class VaswaniPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
         """`PreTrainedModel.from_pretrained` that refuses a checkpoint with missing tensors instead of initialising them
         at random behind a warning. (A shape mismatch already raises in transformers unless
-        `ignore_mismatched_sizes=True`.)"""
+        `ignore_mismatched_sizes=True`.)
+
+        A caller who asks for `output_loading_info=True` gets the report instead, as from transformers, and decides;
+        so does one who passes the weights as `state_dict` (transformers initialises what it lacks). A tied weight
+        (the decoder embeddings and the output projection, §3.4) is stored once, under its source: it is never
+        missing while the source is there."""
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
-        if info["missing_keys"]:
+        if output_loading_info:
+            return model, info
+        if kwargs.get("state_dict") is not None:
+            return model
+        tied = getattr(model, "all_tied_weights_keys", None) or {}
+        # A tied target whose source loaded is filled by tying, not missing.
+        missing = sorted(
+            key for key in info["missing_keys"] if not (key in tied and tied[key] not in info["missing_keys"])
+        )
+        if missing:
             raise ValueError(
                 f"The weights in {args[0] if args else kwargs.get('pretrained_model_name_or_path')!r} do not match "
-                f"its config, missing: {', '.join(sorted(info['missing_keys']))}. Check that config.json and the "
-                "weights come from the same model."
+                f"its config, missing: {', '.join(missing)}. Check that config.json and the weights come from the "
+                "same model, or pass output_loading_info=True to load anyway and inspect the report."
             )
-        return (model, info) if output_loading_info else model
+        return model
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -409,7 +428,7 @@ class VaswaniEncoder(VaswaniPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         hidden_states = self.embeddings(input_ids, inputs_embeds)  # (B, S, d)
         attention_mask = create_bidirectional_mask(
@@ -446,20 +465,22 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: EncoderDecoderCache | None = None,
+        cache: EncoderDecoderCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
-        if use_cache and past_key_values is None:
-            past_key_values = DecodingCache(self.config)
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        cache = pop_cache(cache, kwargs)
+        if use_cache and cache is None:
+            # transformers' own cache for a forward outside generate(), which brings its DecodingCache.
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states = self.embeddings(input_ids, inputs_embeds, offset=past_length)  # (B, T, d)
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=hidden_states,
             attention_mask=attention_mask,
-            past_key_values=past_key_values.self_attention_cache if past_key_values is not None else None,
+            **cache_field(cache.self_attention_cache if cache is not None else None),
         )
         encoder_attention_mask = create_bidirectional_mask(
             config=self.config,
@@ -474,14 +495,12 @@ class VaswaniDecoder(VaswaniPreTrainedModel):
                 causal_mask,
                 encoder_hidden_states,
                 encoder_attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 **kwargs,
             )
         if self.final_norm is not None:
             hidden_states = self.final_norm(hidden_states)
-        return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=past_key_values
-        )
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, **cache_field(cache))
 
 
 class VaswaniModel(VaswaniPreTrainedModel):
@@ -512,12 +531,17 @@ class VaswaniModel(VaswaniPreTrainedModel):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
+        cache = pop_cache(cache, kwargs)
+        if use_cache is None and self.training:
+            # A cache serves decoding only; left as None, the decoder would take the config's default (True) and fill
+            # one at every training step (a Trainer with label smoothing calls the model without labels).
+            use_cache = False
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
@@ -529,14 +553,14 @@ class VaswaniModel(VaswaniPreTrainedModel):
             attention_mask=decoder_attention_mask,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **cache_field(output_cache(decoder_outputs)),
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -547,9 +571,9 @@ class VaswaniModel(VaswaniPreTrainedModel):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The model with the output projection (§3.4) and the label-smoothed loss (§5.4)
+# The model with the output projection (§3.4)
 # ---------------------------------------------------------------------------------------------------------------------
-class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
+class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedModel, GenerationMixin):
     """The full Transformer: encoder, decoder and the pre-softmax projection that shares the embedding matrix."""
 
     # §3.4: the pre-softmax linear transformation is the embedding matrix too.
@@ -593,31 +617,44 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         r"""
+        cache: the decoding cache (`DecodingCache`, or any `EncoderDecoderCache`); also accepted under its name before
+            transformers 5.24, `past_key_values`.
         labels (`(B, T)`): target ids ending with </s>, -100 where no loss is wanted. Decoder inputs are the labels
             shifted right behind <s> unless given.
         num_items_in_batch: the number of target tokens (labels != -100) in the whole update, across gradient
             accumulation steps and processes. The loss is the sum over this batch divided by it, so accumulated and
             data-parallel gradients equal those of one large batch (§5.1 batches by tokens). `Trainer` passes it.
             Without it the loss is averaged over this batch's target tokens.
+
+        The loss is the cross-entropy against `labels`, transformers' convention. The paper's label smoothing (§5.4)
+        belongs to the training recipe: `vaswani_hf.training.smoothed_cross_entropy` in `scripts/train.py`, and
+        `label_smoothing_factor` of `Seq2SeqTrainer` in fine-tuning.
         """
+        cache = pop_cache(cache, kwargs)
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.shift_tokens_right(labels)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "The decoder has no input: pass labels (the decoder inputs are built from them), decoder_input_ids or "
+                "decoder_inputs_embeds. A Trainer with label_smoothing_factor removes the labels before calling the "
+                "model: collate with DataCollatorForSeq2Seq(tokenizer, model=model), which adds decoder_input_ids."
+            )
         outputs: Seq2SeqModelOutput = self.model(
             input_ids,
             attention_mask=attention_mask,
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             # Training reads no cache; an explicit False, because None would take the config's default (True).
@@ -630,13 +667,10 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         if labels is not None:
             # <pad> is never a target: tokenizers pad labels with it, collators with -100; both are ignored.
             labels = labels.masked_fill(labels == self.config.pad_token_id, -100)
-            # Label smoothing (§5.4) spreads epsilon uniformly over the vocabulary (Szegedy et al., 2016, whom the
-            # paper cites).
             loss = F.cross_entropy(
                 logits.flatten(0, 1).float(),  # (B * T, V)
                 labels.flatten().to(logits.device),
                 ignore_index=-100,
-                label_smoothing=self.config.label_smoothing,
                 reduction="sum",
             )
             denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
@@ -645,7 +679,7 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **cache_field(output_cache(outputs)),
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,
@@ -665,6 +699,9 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         The source-relative limit applies unless this call passes `max_length` or `max_new_tokens` (or a
         `generation_config` with `max_new_tokens`); `max_length_offset=None` switches it off. `length_penalty_type=
         "power"` restores transformers' |Y| ** length_penalty.
+
+        Unless the call passes a cache or asks for another kind (`cache_implementation`, assisted decoding), decoding
+        uses a `DecodingCache` sized for this call, handed to transformers through generate's own cache argument.
         """
         defaults = generation_config if generation_config is not None else self.generation_config
         offset = kwargs.pop("max_length_offset", getattr(defaults, "max_length_offset", None))
@@ -679,9 +716,35 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
             )
             kwargs["max_new_tokens"] = int(limit.limits.max())
             logits_processor = LogitsProcessorList([*(logits_processor or []), limit])
+        cache = self._decoding_cache(defaults, kwargs)
+        if cache is not None:
+            kwargs[CACHE_ARG] = cache
         return super().generate(
             inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
         )
+
+    def _decoding_cache(self, defaults: GenerationConfig, kwargs: dict) -> DecodingCache | None:
+        """The cache for a `generate()` call: growing self-attention layers with room for the call's longest output,
+        and one copy of the encoder keys and values per sentence. None where the call passes a cache, turns caching
+        off, names another cache implementation, or decodes with an assistant (which crops a `DynamicCache`)."""
+
+        def setting(name):
+            return kwargs[name] if kwargs.get(name) is not None else getattr(defaults, name, None)
+
+        if (
+            kwargs.get(CACHE_ARG) is not None
+            or kwargs.get(LEGACY_CACHE_ARG) is not None
+            or setting("use_cache") is False
+            or setting("cache_implementation") not in (None, "dynamic")
+            or kwargs.get("assistant_model") is not None
+            or setting("prompt_lookup_num_tokens") is not None
+        ):
+            return None
+        # The decoder reads <s> and all but the last output token; a longer decoder prompt grows the buffers.
+        max_new_tokens, max_length = setting("max_new_tokens"), setting("max_length")
+        capacity = max_new_tokens if max_new_tokens is not None else max_length - 1 if max_length else None
+        row_group = max(setting("num_beams") or 1, setting("num_return_sequences") or 1)
+        return DecodingCache(self.config, capacity=capacity, row_group=row_group)
 
     def _source_lengths(self, inputs: torch.Tensor | None, kwargs: dict) -> torch.Tensor:
         """Source lengths in tokens (B,): from the attention mask, else the non-pad input ids, else the full width of
@@ -694,44 +757,6 @@ class VaswaniForConditionalGeneration(VaswaniPreTrainedModel, GenerationMixin):
         states = kwargs.get("encoder_outputs") or (kwargs.get("inputs_embeds"),)
         states = states[0]
         return torch.full((states.shape[0],), states.shape[1], device=states.device)
-
-    def _prepare_cache_for_generation(
-        self, generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
-    ):
-        """transformers' default cache, with self-attention layers that fill a buffer sized for this call's maximum
-        length instead of concatenating (see `generation_vaswani.GrowingCacheLayer`). A cache the caller passes or
-        names (static, offloaded...) is kept."""
-        super()._prepare_cache_for_generation(
-            generation_config, model_kwargs, generation_mode, batch_size, max_cache_length
-        )
-        cache = model_kwargs.get("past_key_values")
-        if (
-            isinstance(cache, EncoderDecoderCache)
-            and generation_config.cache_implementation in (None, "dynamic")
-            and not getattr(cache, "_is_user_defined", False)
-        ):
-            model_kwargs["past_key_values"] = DecodingCache(
-                self.config,
-                capacity=max_cache_length,
-                row_group=max(generation_config.num_beams, generation_config.num_return_sequences or 1),
-            )
-
-    def _reorder_cache(self, past_key_values: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
-        """Beam search: only the self-attention cache follows the chosen beams. All beams of a sentence hold the same
-        encoder keys and values, and a beam only ever continues a beam of its own sentence, so reordering the
-        cross-attention cache (what transformers does by default) would copy it onto itself at every step."""
-        past_key_values.self_attention_cache.reorder_cache(beam_idx)
-        return past_key_values
-
-    def _beam_search(
-        self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs
-    ):
-        if getattr(generation_config, "length_penalty_type", "power") == "gnmt":
-            generation_config = copy.copy(generation_config)
-            generation_config.length_penalty = GNMTLengthPenalty(generation_config.length_penalty)
-        return super()._beam_search(
-            input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus, **model_kwargs
-        )
 
 
 __all__ = ["VaswaniForConditionalGeneration", "VaswaniModel", "VaswaniPreTrainedModel"]

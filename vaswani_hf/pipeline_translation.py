@@ -11,6 +11,7 @@ This file is self-contained on purpose: it is also copied next to saved model we
 
 from __future__ import annotations
 
+import copy
 import types
 
 import torch
@@ -86,17 +87,20 @@ class TranslationPipeline(Pipeline):
     as parameters or read from a task name such as `"translation_en_to_fr"`, as in 4.x.
     """
 
-    _pipeline_calls_generate = True
+    # Generation parameters are handled here rather than by `Pipeline`, whose handling of them changed from one 5.x
+    # release to the next: they pass through `_sanitize_parameters` like every other parameter, at init and per call.
+    # The pipeline adds no generation defaults of its own: the model's generation_config decides (e.g. "max output
+    # = input + 50").
+    _pipeline_calls_generate = False
     _load_processor = False
     _load_image_processor = False
     _load_video_processor = False
     _load_feature_extractor = False
     _load_tokenizer = True
-    # No pipeline defaults for generation: the model's generation_config decides (e.g. "max output = input + 50").
-    _default_generation_config = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.prefix = getattr(self.model.config, "prefix", None)
         if not self.model.can_generate():
             raise ValueError(
                 f"{type(self).__name__} needs a model that can `generate()`, e.g. an encoder-decoder model; "
@@ -140,15 +144,12 @@ class TranslationPipeline(Pipeline):
                 preprocess_params["src_lang"] = items[1]
                 preprocess_params["tgt_lang"] = items[3]
 
-        # Everything else is a `generate()` parameter. The ones given at init were already set aside by
-        # `Pipeline.__init__` (`self._generate_kwargs`) and are merged by `_prepare_generate_kwargs`.
+        # Everything else is a `generate()` parameter; `Pipeline` puts a call's on top of those given at init.
         forward_params = dict(generate_kwargs or {})
         forward_params.update(kwargs)
-        if getattr(self, "assistant_model", None) is not None:
-            forward_params["assistant_model"] = self.assistant_model
-        if getattr(self, "assistant_tokenizer", None) is not None:
-            forward_params["tokenizer"] = self.tokenizer
-            forward_params["assistant_tokenizer"] = self.assistant_tokenizer
+        if "assistant_tokenizer" in forward_params:
+            # generate() translates between the two tokenizers, so it needs the model's too.
+            forward_params.setdefault("tokenizer", self.tokenizer)
 
         postprocess_params = {}
         if return_tensors is not None:
@@ -304,18 +305,23 @@ class TranslationPipeline(Pipeline):
         is_empty = model_inputs["is_empty"].reshape(-1).bool()
         in_b = input_ids.shape[0]
 
-        overrides = {}
+        added = {}
         forced_bos = model_inputs.get("forced_bos_token_id")
         if forced_bos is not None and "forced_bos_token_id" not in generate_kwargs:
             values = [int(v) for v in forced_bos.reshape(-1).tolist() if int(v) >= 0]
             if values:
-                overrides["forced_bos_token_id"] = values[0]
-        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs, **overrides)
+                added["forced_bos_token_id"] = values[0]
+        if (
+            self._generation_settings(generate_kwargs).get("pad_token_id") is None
+            and self.tokenizer.pad_token_id is not None
+        ):
+            added["pad_token_id"] = self.tokenizer.pad_token_id
+        generate_kwargs = self._with_generation_settings(generate_kwargs, added)
 
         keep = torch.nonzero(~is_empty).reshape(-1)
         if keep.numel() == 0:
             # Nothing to translate in this batch: no `generate()` call at all.
-            num_return_sequences = self._get_set_generation_params(generate_kwargs).get("num_return_sequences") or 1
+            num_return_sequences = self._generation_settings(generate_kwargs).get("num_return_sequences") or 1
             output_ids = torch.empty((in_b, int(num_return_sequences), 0), dtype=torch.long)
             lengths = torch.zeros((in_b, int(num_return_sequences)), dtype=torch.long)
             return {"output_ids": output_ids, "lengths": lengths, "is_empty": is_empty}
@@ -336,7 +342,7 @@ class TranslationPipeline(Pipeline):
         n_kept = keep.numel()
         num_return_sequences = sequences.shape[0] // n_kept
         sequences = sequences.reshape(n_kept, num_return_sequences, *sequences.shape[1:])
-        kept_lengths = self._unpadded_lengths(sequences, self._get_set_generation_params(generate_kwargs))
+        kept_lengths = self._unpadded_lengths(sequences, self._generation_settings(generate_kwargs))
         if n_kept == in_b:
             output_ids, lengths = sequences, kept_lengths
         else:
@@ -347,6 +353,26 @@ class TranslationPipeline(Pipeline):
             output_ids[keep.to(output_ids.device)] = sequences
             lengths[keep] = kept_lengths
         return {"output_ids": output_ids, "lengths": lengths, "is_empty": is_empty}
+
+    def _generation_settings(self, generate_kwargs: dict) -> dict:
+        """The generation parameters a `generate()` call with `generate_kwargs` sets: the kwargs, on top of their
+        `generation_config` if any, on top of the model's generation config."""
+        settings = self.model.generation_config.to_diff_dict()
+        if (generation_config := generate_kwargs.get("generation_config")) is not None:
+            settings.update(generation_config.to_diff_dict())
+        return {**settings, **generate_kwargs}
+
+    @staticmethod
+    def _with_generation_settings(generate_kwargs: dict, added: dict) -> dict:
+        """`generate_kwargs` with `added` on top; inside a copy of the call's `generation_config` if it passes one,
+        since `generate()` warns about a generation config passed together with generation parameters."""
+        if not added:
+            return generate_kwargs
+        if (generation_config := generate_kwargs.get("generation_config")) is None:
+            return {**generate_kwargs, **added}
+        generation_config = copy.deepcopy(generation_config)
+        generation_config.update(**added)
+        return {**generate_kwargs, "generation_config": generation_config}
 
     def _unpadded_lengths(self, sequences: torch.Tensor, generation_params: dict) -> torch.Tensor:
         """

@@ -31,7 +31,6 @@ class ModelArgs:
     decoder_layers: int | None = None
     dropout: float | None = None
     attention_dropout: float | None = None
-    label_smoothing: float | None = None
     norm_first: bool | None = None
     position_embedding_type: Literal["sinusoidal", "learned"] | None = None
     tie_word_embeddings: bool | None = None
@@ -78,6 +77,8 @@ class TrainArgs:
     warmup_steps: int = 4000
     # Multiplies Eq. 3; 1.0 is the paper.
     lr_scale: float = 1.0
+    # epsilon_ls of the training loss (§5.4); validation reports it beside the plain cross-entropy and perplexity.
+    label_smoothing: float = 0.1
     weight_decay: float = 0.0
     # Gradient-norm clipping; the paper has none.
     clip_norm: float | None = None
@@ -136,6 +137,7 @@ class RunConfig:
             data = yaml.safe_load(path.read_text()) or {}
             if not isinstance(data, dict):
                 raise ValueError(f"{path} must hold a mapping of sections, got {type(data).__name__}.")
+            _migrate(data)
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep or not key:
@@ -165,6 +167,17 @@ class RunConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _migrate(data: dict) -> None:
+    """Run configs saved before label smoothing moved from `model` to `train` (it is the training loss's, not the
+    model's) still load: a set `model.label_smoothing` becomes `train.label_smoothing`, a null one is dropped."""
+    model = data.get("model")
+    if isinstance(model, dict) and "label_smoothing" in model:
+        value = model.pop("label_smoothing")
+        train = data.setdefault("train", {})
+        if value is not None and isinstance(train, dict):
+            train.setdefault("label_smoothing", value)
 
 
 def presets() -> list[str]:
@@ -261,6 +274,10 @@ def _validate(config, prefix: str) -> None:
     if isinstance(config, TrainArgs):
         if config.max_steps is None and config.max_epochs is None and config.max_minutes is None:
             raise ValueError("Set at least one of train.max_steps, train.max_epochs, train.max_minutes.")
+        if not 0.0 <= config.label_smoothing < 1.0:
+            raise ValueError(
+                f"train.label_smoothing must be in [0, 1) (the paper's is 0.1), got {config.label_smoothing}."
+            )
     if isinstance(config, DataArgs):
         if config.bleu_sentences < 0:
             raise ValueError(f"data.bleu_sentences must be >= 0, got {config.bleu_sentences}.")

@@ -52,6 +52,37 @@ def paper_adam(params, lr_scale: float = 1.0, weight_decay: float = 0.0) -> torc
     return torch.optim.Adam(params, lr=lr_scale, betas=(0.9, 0.98), eps=1e-9, weight_decay=weight_decay, fused=fused)
 
 
+def label_smoothed_loss(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float, num_items_in_batch=None
+) -> torch.Tensor:
+    """§5.4: cross-entropy with label smoothing epsilon_ls, which spreads epsilon uniformly over the vocabulary
+    (Szegedy et al., 2016, whom the paper cites; PyTorch's and transformers' `LabelSmoother` form). Summed over the
+    target tokens (labels != -100) and divided by `num_items_in_batch`, the target tokens of the whole update, so that
+    accumulated and data-parallel gradients equal those of one large batch; by default this batch's own count.
+
+    `logits` (B, T, V) and `labels` (B, T); `label_smoothing=0` is the model's own loss, plain cross-entropy.
+    """
+    loss = torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(),  # (B * T, V)
+        labels.flatten().to(logits.device),
+        ignore_index=-100,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+    return loss / (num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum())
+
+
+def training_loss(model, batch: dict, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
+    """The recipe's loss for one micro-batch from `collate`: the model's logits with decoder inputs built from the
+    labels (`prepare_decoder_input_ids_from_labels`, as `DataCollatorForSeq2Seq` builds them), no decoding cache, and
+    `label_smoothed_loss`. (Calling the model with `labels` would also compute its unsmoothed loss, for nothing.)"""
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    labels = batch["labels"]
+    prepare = getattr(model, "module", model).prepare_decoder_input_ids_from_labels  # DDP wraps the model
+    logits = model(**inputs, decoder_input_ids=prepare(labels=labels), use_cache=False).logits
+    return label_smoothed_loss(logits, labels, label_smoothing, num_items_in_batch)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Data: tokenized pairs and token-budget batches (§5.1)
 # --------------------------------------------------------------------------------------------------------------------
@@ -459,8 +490,11 @@ def load_or_train_tokenizer(data_args, train_split, directory: Path, *, resume: 
 
 
 @torch.no_grad()
-def validation_loss(model, dataset, *, max_tokens: int, pad_token_id: int, accelerator) -> dict[str, float]:
-    """Per-token label-smoothed loss, plain cross-entropy and perplexity on a tokenized split, shared by processes."""
+def validation_loss(
+    model, dataset, *, max_tokens: int, pad_token_id: int, accelerator, label_smoothing: float
+) -> dict[str, float]:
+    """Per-token label-smoothed loss (the training objective), plain cross-entropy and the perplexity from it on a
+    tokenized split, shared by processes."""
     model.eval()
     batches = token_batches(
         [len(x) for x in dataset["input_ids"]],
@@ -472,12 +506,11 @@ def validation_loss(model, dataset, *, max_tokens: int, pad_token_id: int, accel
     for indices in batches[accelerator.process_index :: accelerator.num_processes]:
         batch = {k: v.to(accelerator.device) for k, v in collate(dataset[indices], pad_token_id).items()}
         with accelerator.autocast():
-            output = model(**batch, num_items_in_batch=1)
+            logits = model(**batch).logits
         labels = batch["labels"]
-        nll = torch.nn.functional.cross_entropy(
-            output.logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum"
-        )
-        totals += torch.stack([output.loss.double(), nll.double(), (labels != -100).sum().double()])
+        smoothed = label_smoothed_loss(logits, labels, label_smoothing, num_items_in_batch=1)
+        nll = label_smoothed_loss(logits, labels, 0.0, num_items_in_batch=1)
+        totals += torch.stack([smoothed.double(), nll.double(), (labels != -100).sum().double()])
     totals = accelerator.reduce(totals, "sum")
     loss_sum, nll_sum, tokens = totals.tolist()
     nll = nll_sum / tokens
@@ -489,7 +522,12 @@ def validate(model, tokenizer, valid_set, valid_pairs, cfg, accelerator) -> dict
     from .evaluation import score, translate
 
     metrics = validation_loss(
-        model, valid_set, max_tokens=cfg.eval.max_tokens, pad_token_id=tokenizer.pad_token_id, accelerator=accelerator
+        model,
+        valid_set,
+        max_tokens=cfg.eval.max_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        accelerator=accelerator,
+        label_smoothing=cfg.train.label_smoothing,
     )
     n = min(cfg.data.bleu_sentences, len(valid_pairs))
     if n and accelerator.is_main_process:
