@@ -60,7 +60,9 @@ class VaswaniConfig(PreTrainedConfig):
     """
 
     model_type = "vaswani"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    # The decoding cache in model outputs, under its name since transformers 5.24 and before: Trainer leaves it out of
+    # the logits it gathers.
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
     attribute_map = {
         "hidden_size": "d_model",
         "num_attention_heads": "num_heads",

@@ -377,11 +377,8 @@ class VaswaniPreTrainedModel(PreTrainedModel):
             return model, info
         if kwargs.get("state_dict") is not None:
             return model
-        tied = getattr(model, "all_tied_weights_keys", None) or {}
-        # A tied target whose source loaded is filled by tying, not missing.
-        missing = sorted(
-            key for key in info["missing_keys"] if not (key in tied and tied[key] not in info["missing_keys"])
-        )
+        # transformers does not report a tied weight as missing when its source loaded.
+        missing = sorted(info["missing_keys"])
         if missing:
             raise ValueError(
                 f"The weights in {args[0] if args else kwargs.get('pretrained_model_name_or_path')!r} do not match "
@@ -636,7 +633,7 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
             Without it the loss is averaged over this batch's target tokens.
 
         The loss is the cross-entropy against `labels`, transformers' convention. The paper's label smoothing (§5.4)
-        belongs to the training recipe: `vaswani_hf.training.smoothed_cross_entropy` in `scripts/train.py`, and
+        belongs to the training recipe: `vaswani_hf.training.label_smoothed_loss` in `scripts/train.py`, and
         `label_smoothing_factor` of `Seq2SeqTrainer` in fine-tuning.
         """
         cache = pop_cache(cache, kwargs)
