@@ -9,7 +9,8 @@ ReLU, post-norm, embeddings scaled by sqrt(d_model), sinusoidal positions, one m
 projection, dropout 0.1 on the sub-layers and embeddings, none inside attention or the FFN. Marian differs only where it
 cannot be configured alike: its sinusoids are concatenated rather than interleaved, and it adds a (zero) bias to the
 logits. Both read the same random batch, compute the same loss (cross-entropy with the paper's label smoothing 0.1,
-averaged over the target tokens) and use the same optimizer (`vaswani_hf.training.paper_adam`).
+averaged over the target tokens: `vaswani_hf.training.training_loss`) and use the same optimizer
+(`vaswani_hf.training.paper_adam`).
 
 Every measurement runs in a fresh process, so that one model's memory or allocator state does not leak into the
 other's figures. Figures:
@@ -38,7 +39,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 HEADLINE = [(16, 32)]
 # (batch, length): longer sequences at the headline batch's token count or above, and larger batches.
@@ -163,27 +163,17 @@ def autocast(cell: Cell, device: torch.device):
 def measure_train(cell: Cell, device: torch.device) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vaswani_hf.training import paper_adam
+    from vaswani_hf.training import paper_adam, training_loss
 
     model = (build_vaswani if cell.engine == "vaswani_hf" else build_marian)(cell).to(device).train()
     optimizer = paper_adam(model.parameters(), lr_scale=1e-4)
     source, target = random_batch(cell, device)
-    mask = torch.ones_like(source)
-
-    if cell.engine == "marian":
-        from transformers.models.marian.modeling_marian import shift_tokens_right
-
-        decoder_input_ids = shift_tokens_right(target, model.config.pad_token_id, model.config.decoder_start_token_id)
+    batch = {"input_ids": source, "attention_mask": torch.ones_like(source), "labels": target}
 
     def step():
         with autocast(cell, device):
-            if cell.engine == "vaswani_hf":
-                loss = model(input_ids=source, attention_mask=mask, labels=target).loss
-            else:
-                # Marian's own loss has no label smoothing (Trainer adds it outside the model): the paper's 0.1 here
-                # too, so that both do the same work.
-                logits = model(input_ids=source, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), label_smoothing=0.1)
+            # The training recipe's loss for both models: the paper's label smoothing 0.1 on their logits.
+            loss = training_loss(model, batch, label_smoothing=0.1)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -80,7 +80,6 @@ def train_tiny(tokenizer, steps: int = 40, **overrides) -> VaswaniForConditional
         encoder_layers=2,
         decoder_layers=2,
         dropout=0.0,
-        label_smoothing=0.0,
         max_position_embeddings=MAX_POSITIONS,
         **overrides,
     )
