@@ -72,15 +72,20 @@ def label_smoothed_loss(
     return loss / (num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum())
 
 
-def training_loss(model, batch: dict, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
-    """The recipe's loss for one micro-batch from `collate`: the model's logits with decoder inputs built from the
-    labels (`prepare_decoder_input_ids_from_labels`, as `DataCollatorForSeq2Seq` builds them), no decoding cache, and
-    `label_smoothed_loss`. (Calling the model with `labels` would also compute its unsmoothed loss, for nothing.)"""
+def teacher_forced_logits(model, batch: dict) -> torch.Tensor:
+    """The logits (B, T, V) for a micro-batch from `collate`, with decoder inputs built from the labels
+    (`prepare_decoder_input_ids_from_labels`, as `DataCollatorForSeq2Seq` builds them) and no decoding cache. The
+    labels stay out of the call: the model would compute its own loss with them, for nothing."""
     inputs = {key: value for key, value in batch.items() if key != "labels"}
-    labels = batch["labels"]
     prepare = getattr(model, "module", model).prepare_decoder_input_ids_from_labels  # DDP wraps the model
-    logits = model(**inputs, decoder_input_ids=prepare(labels=labels), use_cache=False).logits
-    return label_smoothed_loss(logits, labels, label_smoothing, num_items_in_batch)
+    return model(**inputs, decoder_input_ids=prepare(labels=batch["labels"]), use_cache=False).logits
+
+
+def training_loss(model, batch: dict, label_smoothing: float, num_items_in_batch=None) -> torch.Tensor:
+    """The recipe's loss for one micro-batch from `collate`: `label_smoothed_loss` of `teacher_forced_logits`."""
+    return label_smoothed_loss(
+        teacher_forced_logits(model, batch), batch["labels"], label_smoothing, num_items_in_batch
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -506,7 +511,7 @@ def validation_loss(
     for indices in batches[accelerator.process_index :: accelerator.num_processes]:
         batch = {k: v.to(accelerator.device) for k, v in collate(dataset[indices], pad_token_id).items()}
         with accelerator.autocast():
-            logits = model(**batch).logits
+            logits = teacher_forced_logits(model, batch)
         labels = batch["labels"]
         smoothed = label_smoothed_loss(logits, labels, label_smoothing, num_items_in_batch=1)
         nll = label_smoothed_loss(logits, labels, 0.0, num_items_in_batch=1)
