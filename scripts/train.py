@@ -160,6 +160,13 @@ def main(argv=None) -> int:
             src_lengths, tgt_lengths, max_tokens=cfg.train.max_tokens, update_tokens=cfg.train.update_tokens,
             num_processes=world, seed=cfg.train.seed, epoch=state.epoch,
         )  # fmt: skip
+        if not plan:
+            # Every epoch would be empty and the loop would never end.
+            raise SystemExit(
+                f"Nothing to train on: {len(train_set)} training pairs ({dropped} over data.max_length="
+                f"{cfg.data.max_length} tokens dropped) make no update of a micro-batch for each of {world} "
+                "process(es). Raise data.max_length, give a larger corpus, or run fewer processes."
+            )
         for update in plan[state.update_in_epoch :]:
             started = time.perf_counter()
             model.train()

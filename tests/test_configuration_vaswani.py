@@ -1,6 +1,7 @@
 """VaswaniConfig: paper defaults, Table 3 presets and parameter counts, validation, serialisation."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -142,3 +143,16 @@ def test_json_round_trip_keeps_every_field(tmp_path):
         "vocab_size",
     ):
         assert getattr(loaded, name) == getattr(config, name)
+
+
+def test_a_misspelt_field_warns_naming_the_field():
+    with pytest.warns(UserWarning, match="'d_modle'.*did you mean 'd_model'"):
+        config = VaswaniConfig(d_modle=256)
+    assert config.d_model == 512  # the warning says so: the misspelt value is not used
+    with pytest.warns(UserWarning, match="'num_head'.*did you mean 'num_heads'"):
+        VaswaniConfig.from_dict({**VaswaniConfig().to_dict(), "num_head": 4})
+    # transformers' own config keys, and other names far from every field, pass quietly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert VaswaniConfig(prefix="translate: ").prefix == "translate: "
+        assert VaswaniConfig(sep_token_id=5, mask_token_id=6).sep_token_id == 5

@@ -565,6 +565,16 @@ def test_max_length_offset_from_a_generation_config(endless_model, limit_batch):
     assert [len(output) for output in all_generated(sequences)] == [n + 3 for n in source_lengths(attention_mask)]
 
 
+def test_a_generation_config_without_the_offset_keeps_the_models_limit(endless_model, limit_batch):
+    """A GenerationConfig that says nothing about `max_length_offset` (or the length) leaves the model's input + 50,
+    as transformers fills every unset field from the model's generation config."""
+    input_ids, attention_mask = limit_batch
+    for config in (GenerationConfig(num_beams=4), GenerationConfig(num_beams=1, do_sample=False)):
+        sequences = endless_model.generate(input_ids, attention_mask=attention_mask, generation_config=config)
+        lengths = [len(output) for output in all_generated(sequences)]
+        assert lengths == [n + OFFSET for n in source_lengths(attention_mask)], config
+
+
 @pytest.mark.filterwarnings("ignore:Using the model-agnostic default `max_length`:UserWarning")
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
 def test_max_length_offset_none_disables_the_limit(endless_model, limit_batch, mode):

@@ -154,3 +154,22 @@ def test_weights_that_do_not_fit_the_config_are_refused(saved_dir, tmp_path):
     save_file(tensors, missing / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="do not match its config, missing: model.decoder.layers.1.ffn.fc2.weight"):
         AutoModelForSeq2SeqLM.from_pretrained(missing)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    """Learned positions and pre-norm weights under a config edited to sinusoidal/post-norm: the unexpected tensors are
+    as loud as missing ones."""
+    config = VaswaniConfig(
+        vocab_size=40, d_model=16, d_ff=32, num_heads=2, encoder_layers=1, decoder_layers=1,
+        position_embedding_type="learned", norm_first=True,
+    )  # fmt: skip
+    VaswaniForConditionalGeneration(config).save_pretrained(tmp_path)
+    edited = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(
+        json.dumps({**edited, "position_embedding_type": "sinusoidal", "norm_first": False})
+    )
+    with pytest.raises(ValueError, match="unexpected: .*embed_positions.weight"):
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    # Asked for the report, the caller gets it and decides.
+    _, info = VaswaniForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert any("embed_positions" in key for key in info["unexpected_keys"])

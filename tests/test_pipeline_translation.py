@@ -260,3 +260,13 @@ def test_long_input_without_tokenizer_max_length_uses_model_positions(model, gen
     pipe = TranslationPipeline(model=model, tokenizer=tokenizer, device="cpu")
     pipe(" ".join(WORDS * 10))
     assert generate_calls[-1]["input_ids"].shape[-1] == MAX_POSITIONS
+
+
+def test_truncation_never_exceeds_the_model_positions(model, generate_calls):
+    """A tokenizer's `model_max_length` (1024 from `train_shared_bpe`) above the model's `max_position_embeddings` must
+    not let a long input through: the input is cut to the positions the model has."""
+    tokenizer = make_tokenizer(model_max_length=1024)
+    pipe = TranslationPipeline(model=model, tokenizer=tokenizer, device="cpu")
+    result = pipe(" ".join(WORDS * 10), max_new_tokens=2)
+    assert generate_calls[-1]["input_ids"].shape[-1] == MAX_POSITIONS
+    assert isinstance(result[0]["translation_text"], str)

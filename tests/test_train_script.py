@@ -209,6 +209,25 @@ def test_misaligned_files_and_foreign_tokenizer_fail_clearly(corpus, tmp_path):
     assert done.returncode != 0 and "3" in done.stderr and "2" in done.stderr and "bad.de" in done.stderr
 
 
+@pytest.mark.parametrize("case", ["no pair fits max_length", "fewer micro-batches than processes"])
+def test_nothing_to_train_on_is_an_error_not_an_endless_loop(corpus, tmp_path, case):
+    """With every pair dropped (data.max_length=1), or a corpus of fewer micro-batches than processes, an epoch plan is
+    empty: the run must stop with an error, not loop over empty epochs."""
+    if case == "no pair fits max_length":
+        extra, launcher = ["data.max_length=1"], [sys.executable]
+    else:
+        (tmp_path / "tiny.jsonl").write_text(json.dumps({"en": "the house", "de": "das Haus"}) + "\n")
+        extra = [f"data.corpus={tmp_path / 'tiny.jsonl'}"]
+        launcher = [
+            sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(ROOT / "scripts" / "accelerate" / "cpu-2proc.yaml"), "--main_process_port", "0",
+        ]  # fmt: skip
+    args = [*launcher, str(TRAIN), "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Nothing to train on" in done.stdout + done.stderr
+
+
 def test_resume_refuses_another_model_configuration(corpus, uninterrupted, tmp_path):
     shutil.copytree(uninterrupted, tmp_path / "run")
     done = run_train(

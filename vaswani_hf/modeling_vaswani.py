@@ -364,8 +364,8 @@ class VaswaniPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
-        """`PreTrainedModel.from_pretrained` that refuses a checkpoint with missing tensors instead of initialising them
-        at random behind a warning. (A shape mismatch already raises in transformers unless
+        """`PreTrainedModel.from_pretrained` that refuses a checkpoint with missing or unexpected tensors instead of
+        initialising them at random (or dropping them) behind a warning. (A shape mismatch already raises in transformers unless
         `ignore_mismatched_sizes=True`.)
 
         A caller who asks for `output_loading_info=True` gets the report instead, as from transformers, and decides;
@@ -377,13 +377,19 @@ class VaswaniPreTrainedModel(PreTrainedModel):
             return model, info
         if kwargs.get("state_dict") is not None:
             return model
-        # transformers does not report a tied weight as missing when its source loaded.
-        missing = sorted(info["missing_keys"])
-        if missing:
+        # transformers does not report a tied weight as missing when its source loaded. An unexpected tensor is as
+        # loud as a missing one: weights of another architecture (learned positions, pre-norm's final norms) under
+        # an edited config would otherwise load with a warning table and compute something else.
+        problems = [
+            f"{kind}: {', '.join(sorted(info[key]))}"
+            for kind, key in (("missing", "missing_keys"), ("unexpected", "unexpected_keys"))
+            if info[key]
+        ]
+        if problems:
             raise ValueError(
                 f"The weights in {args[0] if args else kwargs.get('pretrained_model_name_or_path')!r} do not match "
-                f"its config, missing: {', '.join(missing)}. Check that config.json and the weights come from the "
-                "same model, or pass output_loading_info=True to load anyway and inspect the report."
+                f"its config, {'; '.join(problems)}. Check that config.json and the weights come from the same "
+                "model, or pass output_loading_info=True to load anyway and inspect the report."
             )
         return model
 
@@ -701,9 +707,17 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
         uses a `DecodingCache` sized for this call, handed to transformers through generate's own cache argument.
         """
         defaults = generation_config if generation_config is not None else self.generation_config
-        offset = kwargs.pop("max_length_offset", getattr(defaults, "max_length_offset", None))
+        # A setting the call does not make comes from the model's generation config, as transformers fills every
+        # field a passed `generation_config` leaves unset: a GenerationConfig(num_beams=4) keeps input + 50.
+        if "max_length_offset" in kwargs:
+            offset = kwargs.pop("max_length_offset")
+        elif generation_config is not None and hasattr(generation_config, "max_length_offset"):
+            offset = generation_config.max_length_offset
+        else:
+            offset = getattr(self.generation_config, "max_length_offset", None)
         explicit_limit = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens")) or (
-            generation_config is not None and generation_config.max_new_tokens is not None
+            generation_config is not None
+            and (generation_config.max_new_tokens is not None or "max_length" in generation_config.to_diff_dict())
         )
         if offset is not None and not explicit_limit:
             source_lengths = self._source_lengths(inputs, kwargs)

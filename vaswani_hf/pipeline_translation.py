@@ -70,9 +70,8 @@ class TranslationPipeline(Pipeline):
     encoder input makes the model produce arbitrary text. Inside a batch, the empty items are left out of the
     `generate()` call and the other items are translated as usual.
 
-    Input length: by default (`truncation=True`) inputs longer than the tokenizer's `model_max_length` are truncated
-    (or, when the tokenizer sets no maximum, to the model's `max_position_embeddings` if the config has one) so that a
-    very long input does not crash the model.
+    Input length: by default (`truncation=True`) inputs are truncated to the tokenizer's `model_max_length` or the
+    model's `max_position_embeddings`, whichever is smaller, so that a very long input does not crash the model.
 
     Generation: any parameter of `generate()` / `GenerationConfig` (`max_length`, `max_new_tokens`, `num_beams`,
     `do_sample`, `length_penalty`, `early_stopping`, `num_return_sequences`, `generation_config`, ...) can be passed to
@@ -225,11 +224,16 @@ class TranslationPipeline(Pipeline):
     # ------------------------------------------------------------------ steps
 
     def _default_max_input_length(self) -> int | None:
+        """The tighter of the tokenizer's `model_max_length` and the model's `max_position_embeddings`: a tokenizer
+        trained apart from the model may allow more tokens than the model has positions."""
+        limits = []
         max_length = getattr(self.tokenizer, "model_max_length", None)
         if max_length is not None and max_length < _UNSET_MODEL_MAX_LENGTH:
-            return int(max_length)
+            limits.append(int(max_length))
         max_positions = getattr(self.model.config, "max_position_embeddings", None)
-        return int(max_positions) if isinstance(max_positions, int) and max_positions > 0 else None
+        if isinstance(max_positions, int) and max_positions > 0:
+            limits.append(max_positions)
+        return min(limits) if limits else None
 
     def _fallback_pad_id(self) -> int:
         for value in (self.tokenizer.pad_token_id, self.model.generation_config.pad_token_id):
