@@ -212,17 +212,17 @@ def main(argv=None) -> int:
                 logged_loss.zero_()
                 logged_tokens, logged_seconds = 0, 0.0
 
+            # Every process must agree on stopping, validating and checkpointing, even when only one got the signal
+            # or the clocks differ (each measures its own update time): a max over processes, taken before any of
+            # them, since validation and checkpointing are collective too.
+            due = _checkpoint_due(cfg, state.step, time.monotonic() - last_checkpoint_time)
             finished = _budget_spent(cfg, state)
+            flags = torch.tensor([float(bool(stop_signal)), float(due), float(finished)], device=accelerator.device)
+            stop, due, finished = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
             if valid_set is not None and cfg.eval.every_steps and (state.step % cfg.eval.every_steps == 0 or finished):
                 metrics = validate(unwrapped, tokenizer, valid_set, corpus["validation"], cfg, accelerator)
                 accelerator.log(metrics, step=state.step)
                 log(f"update {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-
-            # Every process must agree on stopping and checkpointing, even when only one got the signal or the
-            # clocks differ: the main process's view is broadcast (a max over processes).
-            due = _checkpoint_due(cfg, state.step, time.monotonic() - last_checkpoint_time)
-            flags = torch.tensor([float(bool(stop_signal)), float(due), float(finished)], device=accelerator.device)
-            stop, due, finished = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
             if due or stop or finished:
                 path = checkpoints.save(accelerator, state.step, model)
                 last_checkpoint_time = time.monotonic()

@@ -209,6 +209,44 @@ def test_misaligned_files_and_foreign_tokenizer_fail_clearly(corpus, tmp_path):
     assert done.returncode != 0 and "3" in done.stderr and "2" in done.stderr and "bad.de" in done.stderr
 
 
+# Loaded at start-up by every process of the launch below (through PYTHONPATH): the process of rank 1 sees its update
+# times three times as long, so that it alone reaches the time budget first, as a slower process would.
+FAST_CLOCK_ON_RANK_1 = """
+import os, time
+if os.environ.get("RANK") == "1":
+    _perf_counter = time.perf_counter
+    time.perf_counter = lambda: 3 * _perf_counter()
+"""
+
+
+def test_two_processes_stop_together_when_their_clocks_disagree(corpus, tmp_path):
+    """At a time budget each process measures its own update time: one of them alone may find it spent. Both must
+    still validate, checkpoint and stop at the same update, and the averaged model must be written."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(FAST_CLOCK_ON_RANK_1)
+    (tmp_path / "valid.jsonl").write_text(
+        "".join(json.dumps({"en": en, "de": WORDS[en]}) + "\n" for en in list(WORDS)[:6])
+    )
+    extra = [
+        "train.max_steps=null",
+        "train.max_minutes=0.05",
+        f"data.validation={tmp_path / 'valid.jsonl'}",
+        "data.bleu_sentences=0",
+        "eval.every_steps=100000",  # validation only at the end, where the processes disagree
+    ]
+    launcher = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        str(ROOT / "scripts" / "accelerate" / "cpu-2proc.yaml"), "--main_process_port", "0",
+    ]  # fmt: skip
+    args = [*launcher, str(TRAIN), "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "2 process(es), MULTI_CPU" in output and "valid/loss" in output
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("case", ["no pair fits max_length", "fewer micro-batches than processes"])
 def test_nothing_to_train_on_is_an_error_not_an_endless_loop(corpus, tmp_path, case):
     """With every pair dropped (data.max_length=1), or a corpus of fewer micro-batches than processes, an epoch plan is
