@@ -86,7 +86,10 @@ def main(argv=None) -> None:
     else:
         if args.no_progress:
             transformers_logging.disable_progress_bar()
-        model, tokenizer, device = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
+        try:
+            model, tokenizer, device = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
+        except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
+            sys.exit(f"error: {error}")
         overrides = dict(
             num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens
         )

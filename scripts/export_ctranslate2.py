@@ -20,15 +20,19 @@ import sys
 from pathlib import Path
 
 import torch
-from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
 
-from vaswani_hf.ctranslate2_export import (
-    CTranslate2Translator,
-    ExportError,
-    VaswaniConverter,
-    compare_greedy,
-)
 from vaswani_hf.evaluation import read_lines
+
+try:
+    from vaswani_hf.ctranslate2_export import (
+        CTranslate2Translator,
+        ExportError,
+        VaswaniConverter,
+        compare_greedy,
+    )
+except ImportError as error:  # the optional ctranslate2 package is missing: the message says how to install it
+    sys.exit(f"error: {error}")
+from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES  # after the check above, which names what to install
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -67,6 +67,15 @@ def main(argv=None) -> int:
     out = Path(cfg.output_dir)
     if not args.resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or choose another output_dir.")
+    if args.resume and (out / "run_config.yaml").is_file():
+        conflicts = cfg.resume_conflicts(RunConfig.load(out / "run_config.yaml"))
+        if conflicts:
+            changes = "; ".join(f"{key}: {old!r} then, {new!r} now" for key, (old, new) in conflicts.items())
+            raise SystemExit(
+                f"--resume: the run in {out} was started with other settings, which the saved position in its data "
+                f"and schedule depends on ({changes}). Resume with the values it was started with (only the budget "
+                "and the logging, checkpointing and validation settings may change), or start a new output_dir."
+            )
 
     accelerator = Accelerator(
         # Without an accelerator, processes started by torchrun (`accelerate launch --multi_gpu`) join over gloo.
@@ -154,7 +163,13 @@ def main(argv=None) -> int:
     )
     last_checkpoint_time = time.monotonic()
     logged_loss, logged_tokens, logged_seconds = torch.zeros((), device=accelerator.device), 0, 0.0
-    finished = False
+    # A resumed run whose budget is already spent trains no further update.
+    finished = _budget_spent(cfg, state) or (cfg.train.max_epochs is not None and state.epoch >= cfg.train.max_epochs)
+    if finished and (out / "train_summary.json").is_file():
+        log(f"the run in {out} finished at update {state.step}: nothing to do (raise the budget to train on)")
+        accelerator.end_training()
+        return 0
+    plan = []
     while not finished:
         plan = plan_epoch(
             src_lengths, tgt_lengths, max_tokens=cfg.train.max_tokens, update_tokens=cfg.train.update_tokens,

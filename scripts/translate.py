@@ -34,15 +34,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.input is None:
-        # Bytes, decoded here: the locale's encoding of sys.stdin need not be UTF-8.
-        sentences = evaluation.split_lines(sys.stdin.buffer.read().decode("utf-8"))
-    else:
-        sentences = evaluation.read_lines(args.input)
+    # Standard input through its file descriptor, read as a file is: the locale's encoding of sys.stdin need not be
+    # UTF-8, and its universal newlines would end a line at a lone "\r".
+    sentences = evaluation.read_lines(sys.stdin.fileno() if args.input is None else args.input)
 
     if args.no_progress:
         transformers_logging.disable_progress_bar()
-    model, tokenizer, _ = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
+    try:
+        model, tokenizer, _ = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
+    except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
+        sys.exit(f"error: {error}")
     overrides = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
     hypotheses = evaluation.translate(
         model,

@@ -271,7 +271,7 @@ def test_resume_refuses_another_model_configuration(corpus, uninterrupted, tmp_p
     done = run_train(
         ["--config", "base", "--resume", *overrides(corpus, tmp_path / "run"), *STEPS, "model.d_ff=64"], tmp_path
     )
-    assert done.returncode != 0 and "another model configuration" in done.stderr
+    assert done.returncode != 0 and "model.d_ff: 32 then, 64 now" in done.stderr
     done = run_train(["--config", "base", *overrides(corpus, tmp_path / "run"), *STEPS], tmp_path)
     assert done.returncode != 0 and "--resume" in done.stderr
 
@@ -293,3 +293,29 @@ def test_average_checkpoints_script(uninterrupted, tmp_path):
     for name in first:
         torch.testing.assert_close(averaged[name], (first[name] + second[name]) / 2)
     assert (out / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("change", ["train.seed=2", "train.max_tokens=256", "data.max_length=64"])
+def test_resume_refuses_settings_that_change_the_plan(corpus, uninterrupted, tmp_path, change):
+    """The saved position (epoch, update in epoch) indexes a plan made from the seed, the batch sizes and the data: on
+    another plan it would repeat or skip data silently. The refusal names the setting and leaves the run as it was."""
+    shutil.copytree(uninterrupted, tmp_path / "run")
+    saved_config = (tmp_path / "run" / "run_config.yaml").read_text()
+    done = run_train(["--config", "base", "--resume", *overrides(corpus, tmp_path / "run"), *STEPS, change], tmp_path)
+    key, _, value = change.partition("=")
+    assert done.returncode != 0 and f"{key}:" in done.stderr and f"{value} now" in done.stderr, done.stderr
+    assert (tmp_path / "run" / "run_config.yaml").read_text() == saved_config
+
+
+def test_resuming_a_finished_run_changes_nothing_and_a_longer_budget_trains_on(corpus, uninterrupted, tmp_path):
+    shutil.copytree(uninterrupted, tmp_path / "run")
+    model_file = tmp_path / "run" / "model" / "model.safetensors"
+    before = model_file.read_bytes()
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    done = train(corpus, tmp_path / "run", *STEPS, resume=True)
+    assert "nothing to do" in done.stdout + done.stderr
+    assert model_file.read_bytes() == before
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text()) == summary
+    # A longer budget is a change a resumed run may make: it trains the extra updates and averages again.
+    train(corpus, tmp_path / "run", *STEPS, "train.max_steps=310", resume=True)
+    assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["updates"] == 310

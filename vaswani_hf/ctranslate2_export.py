@@ -37,8 +37,10 @@ try:
     from ctranslate2.converters import Converter
     from ctranslate2.specs import common_spec, transformer_spec
 except ImportError as error:  # pragma: no cover - depends on the environment
+    # The cause stays in the message: it tells a missing package from an installed one that fails to load.
     raise ImportError(
-        "The CTranslate2 export needs the ctranslate2 package: pip install 'vaswani_hf[ctranslate2]'"
+        f"The CTranslate2 export needs the ctranslate2 package, which cannot be imported ({error}): install it with "
+        "pip install 'vaswani_hf[ctranslate2]'"
     ) from error
 
 from .configuration_vaswani import VaswaniConfig

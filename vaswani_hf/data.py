@@ -5,7 +5,6 @@ Every loader returns a ``datasets.Dataset`` with one column ``translation`` whos
 WMT data, local files and the built-in default corpus all feed the same training code.
 """
 
-import csv
 import hashlib
 import json
 import os
@@ -16,6 +15,9 @@ from pathlib import Path
 
 import datasets
 from datasets import Dataset, DatasetDict, Features, Translation
+
+# The one reader of sentence files (a line ends at \n only; a byte-order mark is dropped), shared with test sets.
+from .evaluation import iter_lines, read_lines
 
 # Rows are turned into Arrow in chunks of this size, so a multi-million-line corpus never exists as one Python list.
 _CHUNK_ROWS = 100_000
@@ -61,15 +63,6 @@ def _require_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _read_lines(path: Path) -> list[str]:
-    # split("\n") rather than splitlines(): the latter also breaks at \x0b, \x1c, \x85, \u2028 ..., which
-    # occur inside sentences of web-crawled corpora and would shift one file against the other.
-    text = path.read_text(encoding="utf-8-sig")
-    if text.endswith("\n"):
-        text = text[:-1]
-    return [line.rstrip("\r") for line in text.split("\n")] if text else []
-
-
 def read_aligned_text(
     src_path: str | os.PathLike, tgt_path: str | os.PathLike, *, src_lang: str, tgt_lang: str
 ) -> Dataset:
@@ -82,7 +75,7 @@ def read_aligned_text(
     _check_langs(src_lang, tgt_lang)
     src_path = _require_file(src_path, f"{src_lang} text file")
     tgt_path = _require_file(tgt_path, f"{tgt_lang} text file")
-    src_lines, tgt_lines = _read_lines(src_path), _read_lines(tgt_path)
+    src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
     if len(src_lines) != len(tgt_lines):
         raise ValueError(
             f"the files are not line-aligned: {str(src_path)!r} has {len(src_lines)} lines but {str(tgt_path)!r} "
@@ -113,15 +106,15 @@ def read_tsv(
     needed = max(src_column, tgt_column) + 1
 
     def pairs() -> Iterator[tuple[str, str]]:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            for fields in reader:
-                if len(fields) < needed:
-                    raise ValueError(
-                        f"{str(path)!r} line {reader.line_num}: {len(fields)} tab-separated field(s), but "
-                        f"src_column={src_column} and tgt_column={tgt_column} need at least {needed}"
-                    )
-                yield fields[src_column], fields[tgt_column]
+        # A plain split, not the csv module: csv would end a row at a lone "\r" inside a sentence.
+        for number, line in enumerate(iter_lines(path), start=1):
+            fields = line.split("\t") if line else []
+            if len(fields) < needed:
+                raise ValueError(
+                    f"{str(path)!r} line {number}: {len(fields)} tab-separated field(s), but "
+                    f"src_column={src_column} and tgt_column={tgt_column} need at least {needed}"
+                )
+            yield fields[src_column], fields[tgt_column]
 
     return _build(pairs(), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(path)!r}")
 
@@ -139,31 +132,30 @@ def read_jsonl(path: str | os.PathLike, *, src_lang: str, tgt_lang: str) -> Data
     path = _require_file(path, "JSON Lines file")
 
     def pairs() -> Iterator[tuple[str, str]]:
-        with path.open(encoding="utf-8-sig") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{str(path)!r} line {number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
+        for number, line in enumerate(iter_lines(path), start=1):
+            if not line.strip():
+                continue
+            where = f"{str(path)!r} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{where}: invalid JSON ({err.msg}); the file must hold one JSON object per line"
+                ) from err
+            if isinstance(record, dict) and isinstance(record.get("translation"), dict):
+                record = record["translation"]
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            for lang in (src_lang, tgt_lang):
+                if lang not in record:
                     raise ValueError(
-                        f"{where}: invalid JSON ({err.msg}); the file must hold one JSON object per line"
-                    ) from err
-                if isinstance(record, dict) and isinstance(record.get("translation"), dict):
-                    record = record["translation"]
-                if not isinstance(record, dict):
-                    raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-                for lang in (src_lang, tgt_lang):
-                    if lang not in record:
-                        raise ValueError(
-                            f"{where}: no {lang!r} key (found {sorted(record)}); expected "
-                            f'{{"translation": {{"{src_lang}": ..., "{tgt_lang}": ...}}}} or '
-                            f'{{"{src_lang}": ..., "{tgt_lang}": ...}}'
-                        )
-                    if not isinstance(record[lang], str):
-                        raise ValueError(f"{where}: {lang!r} must be a string, got {type(record[lang]).__name__}")
-                yield record[src_lang], record[tgt_lang]
+                        f"{where}: no {lang!r} key (found {sorted(record)}); expected "
+                        f'{{"translation": {{"{src_lang}": ..., "{tgt_lang}": ...}}}} or '
+                        f'{{"{src_lang}": ..., "{tgt_lang}": ...}}'
+                    )
+                if not isinstance(record[lang], str):
+                    raise ValueError(f"{where}: {lang!r} must be a string, got {type(record[lang]).__name__}")
+            yield record[src_lang], record[tgt_lang]
 
     return _build(pairs(), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(path)!r}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -42,11 +42,32 @@ def load_model(model_dir: str | os.PathLike, *, device: str | None = None, dtype
     `device` (default: cuda when available, else cpu) with weights in `dtype` ("fp32", "bf16" or "fp16").
 
     bf16 runs on this package's CPU path too (AMX units multiply it fast); fp16 works on a CPU but is meant for GPUs.
+    `model_dir` may also be a Hub repo id such as "someone/model" when no local path of that name exists.
+
+    Raises:
+        FileNotFoundError: if `model_dir` is a local path (or cannot be a Hub repo id) but holds no saved model.
     """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}.")
+    # Checked here because transformers takes any path it does not find for a Hub repo id, and a typo in a local path
+    # then reads "Repo id must be in the form 'repo_name' or 'namespace/repo_name'".
+    path = Path(model_dir)
+    how = "give the folder of a saved model (save_pretrained() writes one; scripts/train.py, to its output_dir/model)"
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model_dir {str(model_dir)!r} holds no config.json, so it is not a saved model: {how}"
+        )
+    if not path.exists():
+        try:
+            validate_repo_id(str(model_dir))
+        except HFValidationError:
+            raise FileNotFoundError(
+                f"model_dir {str(model_dir)!r} does not exist: {how}, or a Hub repo id such as 'someone/model'"
+            ) from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
     return model, AutoTokenizer.from_pretrained(model_dir), device
@@ -232,23 +253,26 @@ def decoding_settings(model, generate_kwargs: dict) -> dict:
     return {key: generate_kwargs.get(key, getattr(model.generation_config, key, None)) for key in _DECODING_KEYS}
 
 
-def split_lines(text: str) -> list[str]:
-    """The lines of `text`, split at "\\n" only (a final newline ends the last line, "\\r\\n" counts as "\\n").
+def iter_lines(path: str | os.PathLike | int) -> Iterator[str]:
+    """The lines of a UTF-8 text file, one sentence each, read one at a time: a line ends at "\\n" only ("\\r\\n"
+    counts as "\\n", a final line break ends the last line), and a byte-order mark at the start of the file is dropped.
+    `path` may also be an open file descriptor, such as `sys.stdin.fileno()`; it is left open.
 
-    `str.splitlines` also splits at characters such as U+2028 or \\x1c that occur inside sentences of real corpora,
-    which would shift every later line out of alignment with its reference.
+    This is the one reader of sentence files, for corpora (`vaswani_hf.data`) as for test sets and inputs to translate.
     """
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    # utf-8-sig: some editors and spreadsheet exports start UTF-8 files with a byte-order mark, which would otherwise
+    # stay glued to the first sentence (and cost BLEU against a reference without one). newline="\n": universal
+    # newlines (Python's default) would also end a line at a lone "\r", and str.splitlines at U+2028, \x1c, ... too;
+    # these occur inside sentences of web-crawled text, and splitting there shifts every later line against the other
+    # side of the corpus or against its reference.
+    with open(path, encoding="utf-8-sig", newline="\n", closefd=not isinstance(path, int)) as file:
+        for line in file:
+            yield line.removesuffix("\n").removesuffix("\r")
 
 
-def read_lines(path: str | os.PathLike) -> list[str]:
-    """The lines of a UTF-8 text file, one sentence each (see `split_lines`)."""
-    # newline="": no newline translation, so that split_lines alone decides what a line is.
-    with open(path, encoding="utf-8", newline="") as file:
-        return split_lines(file.read())
+def read_lines(path: str | os.PathLike | int) -> list[str]:
+    """All the lines of a UTF-8 text file (see `iter_lines`)."""
+    return list(iter_lines(path))
 
 
 def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:

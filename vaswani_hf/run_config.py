@@ -148,7 +148,7 @@ class RunConfig:
                 node = node.setdefault(section, {})
                 if not isinstance(node, dict):
                     raise ValueError(f"Override {item!r}: {section!r} is not a section.")
-            node[leaf] = yaml.safe_load(value) if value else None
+            node[leaf] = _parse_override(value, _field_type(cls, [*sections, leaf]), key)
         return _build(cls, data, "")
 
     def to_dict(self) -> dict:
@@ -168,6 +168,38 @@ class RunConfig:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def resume_conflicts(self, saved: RunConfig) -> dict[str, tuple]:
+        """The settings in which this config differs from `saved`, the config of the run it would resume, and that a
+        resumed run may not change: `{key: (saved value, this value)}`. See `RESUMABLE`."""
+        ours, theirs = self.to_flat_dict(), saved.to_flat_dict()
+        return {
+            key: (theirs.get(key), value)
+            for key, value in ours.items()
+            if key not in RESUMABLE and theirs.get(key) != value
+        }
+
+
+# What a resumed run may change: how long it trains, how it logs, checkpoints and validates, and the attention kernel
+# (the same results). Every other setting shapes the data plan (corpus, cleaning, tokenizer, batch sizes, seed), the
+# schedule, the loss or the model, which the position saved in a checkpoint assumes.
+RESUMABLE = {
+    "output_dir",
+    "model.attn_implementation",
+    "data.validation",
+    "data.bleu_sentences",
+    "train.max_steps",
+    "train.max_epochs",
+    "train.max_minutes",
+    "train.log_every",
+    "checkpoint.every_minutes",
+    "checkpoint.every_steps",
+    "checkpoint.keep",
+    "checkpoint.average_last",
+    "eval.every_steps",
+    "eval.num_beams",
+    "eval.max_tokens",
+}
+
 
 def _migrate(data: dict) -> None:
     """Run configs saved before label smoothing moved from `model` to `train` (it is the training loss's, not the
@@ -178,6 +210,40 @@ def _migrate(data: dict) -> None:
         train = data.setdefault("train", {})
         if value is not None and isinstance(train, dict):
             train.setdefault("label_smoothing", value)
+
+
+def _field_type(cls, keys: list[str]):
+    """The type of the run-config field at `keys` (e.g. ["train", "lr_scale"]), or None if there is no such field."""
+    hint = cls
+    for key in keys:
+        hints = typing.get_type_hints(hint) if dataclasses.is_dataclass(hint) else {}
+        if key not in hints:
+            return None
+        hint = hints[key]
+    return hint
+
+
+def _parse_override(text: str, hint, key: str):
+    """The value of an override's `text` for a field of type `hint`: YAML's reading of it when that has the type
+    (numbers, true/false, null, quoted strings), else the text itself when a str has the type. YAML alone would read
+    `train.mixed_precision=no` or `data.src_lang=no` as False, and `data.corpus=2014` as an int. An empty text is null.
+    """
+    if not text:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:  # e.g. a path starting with "@": not YAML, but a str field takes it as it is
+        value = text
+    # An unknown key or a whole section: left as read, for _build to name or check.
+    if hint is None or dataclasses.is_dataclass(hint):
+        return value
+    for candidate in (value, text):
+        try:
+            return _check(candidate, hint, key)
+        except ValueError:
+            pass
+    # Wrong either way: _build's check names the key, the type and YAML's reading of the text.
+    return value
 
 
 def presets() -> list[str]:
@@ -219,7 +285,10 @@ def _check(value, hint, key: str):
         raise ValueError(f"{key} must be {_describe(hint)}, got {value!r} ({type(value).__name__}).")
     if origin is Literal:
         if value not in typing.get_args(hint):
-            raise ValueError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}.")
+            # PyYAML reads YAML 1.1, where an unquoted no, yes, off or on is a bool: `mixed_precision: no` is False.
+            why = " (YAML reads an unquoted no/yes/off/on as a bool: write it in quotes, e.g. 'no')"
+            why = why if isinstance(value, bool) else ""
+            raise ValueError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}{why}.")
         return value
     if hint is type(None):
         if value is not None:

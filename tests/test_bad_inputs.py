@@ -1,0 +1,167 @@
+"""Inputs as they come from users and the web: stray carriage returns, byte-order marks, wrong paths, a missing
+optional package, YAML's reading of `no`. Each is read as meant or refused with a message that says what to do."""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import transformers
+
+from vaswani_hf.data import read_aligned_text, read_jsonl, read_tsv
+from vaswani_hf.evaluation import load_model, read_lines, score
+from vaswani_hf.run_config import RunConfig
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+LANGS = dict(src_lang="en", tgt_lang="de")
+BOM = "\ufeff".encode()
+
+
+def rows(ds) -> list[tuple[str, str]]:
+    return [(pair["en"], pair["de"]) for pair in ds["translation"]]
+
+
+def load_script(name: str):
+    """The script as a module, run in this process (its `main(argv)` then raises SystemExit instead of exiting)."""
+    spec = importlib.util.spec_from_file_location(f"bad_inputs_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------------ a lone \r is not a line break
+
+
+def test_lone_carriage_return_stays_in_its_line_of_aligned_text(tmp_path):
+    # One stray \r on each side: split there, both files would have 3 lines and every pair after it would be shifted.
+    (tmp_path / "a.en").write_bytes(b"one\rbis\ntwo\r\nthree\n")
+    (tmp_path / "a.de").write_bytes(b"eins\r\nzwei\rbis\ndrei\n")
+    ds = read_aligned_text(tmp_path / "a.en", tmp_path / "a.de", **LANGS)
+    assert rows(ds) == [("one\rbis", "eins"), ("two", "zwei\rbis"), ("three", "drei")]
+
+
+def test_lone_carriage_return_stays_in_its_line_of_tsv_and_jsonl(tmp_path):
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_bytes(b"a\tb\rc\td\r\nhouse\tHaus\n")
+    assert rows(read_tsv(tsv, **LANGS)) == [("a", "b\rc"), ("house", "Haus")]
+    # \r is JSON whitespace; ending the line there would cut the object in two.
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_bytes(b'{"en": "a",\r"de": "b"}\r\n{"en": "house", "de": "Haus"}\n')
+    assert rows(read_jsonl(jsonl, **LANGS)) == [("a", "b"), ("house", "Haus")]
+
+
+def test_read_lines_keeps_a_lone_carriage_return(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_bytes(b"one\rbis\r\ntwo\n")
+    assert read_lines(path) == ["one\rbis", "two"]
+
+
+# ------------------------------------------------------------------------------------------- a byte-order mark
+
+
+def test_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    for name, data in [("t.txt", b"the house\nis small\n"), ("a.en", b"one\n"), ("a.de", b"eins\n")]:
+        (tmp_path / name).write_bytes(BOM + data)
+    assert read_lines(tmp_path / "t.txt") == ["the house", "is small"]
+    assert rows(read_aligned_text(tmp_path / "a.en", tmp_path / "a.de", **LANGS)) == [("one", "eins")]
+
+
+def test_byte_order_mark_on_one_side_scores_100(tmp_path):
+    sentences = ["the house is small .", "the cat sleeps on the mat ."]
+    text = "".join(f"{line}\n" for line in sentences).encode()
+    (tmp_path / "hyp").write_bytes(text)
+    (tmp_path / "ref").write_bytes(BOM + text)
+    assert score(read_lines(tmp_path / "hyp"), read_lines(tmp_path / "ref"))["bleu"] == pytest.approx(100)
+
+
+def test_byte_order_mark_on_standard_input_is_dropped():
+    # scripts/translate.py reads standard input through read_lines(sys.stdin.fileno()).
+    read_end, write_end = os.pipe()
+    os.write(write_end, BOM + b"the house\r\nis\rsmall\n")
+    os.close(write_end)
+    assert read_lines(read_end) == ["the house", "is\rsmall"]
+    os.close(read_end)  # read_lines leaves a descriptor it is given open
+
+
+# ------------------------------------------------------------------------------------------ paths that hold no model
+
+
+def test_load_model_names_a_missing_local_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"'.*missing' does not exist: give the folder of a saved model"):
+        load_model(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match=r"holds no config\.json"):
+        load_model(tmp_path)
+
+
+def test_load_model_leaves_hub_repo_ids_to_transformers(monkeypatch, tmp_path):
+    class Reached(Exception):
+        pass
+
+    def from_pretrained(name, **kwargs):
+        raise Reached(name)
+
+    monkeypatch.chdir(tmp_path)  # no local folder of that name
+    monkeypatch.setattr(transformers.AutoModelForSeq2SeqLM, "from_pretrained", from_pretrained)
+    for repo_id in ("someone/model", "model"):
+        with pytest.raises(Reached, match=repo_id):
+            load_model(repo_id)
+
+
+@pytest.mark.parametrize("script", ["translate", "evaluate_model"])
+def test_scripts_name_a_missing_model_folder(script, tmp_path):
+    text = tmp_path / "test.en"
+    text.write_text("the house is small\n", encoding="utf-8")
+    missing = str(tmp_path / "outputs" / "run" / "model")
+    argv = (
+        [missing, "--input", str(text)] if script == "translate" else [missing, "--src", str(text), "--ref", str(text)]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(script).main([*argv, "--no-progress"])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"error: model_dir '{missing}' does not exist") and "\n" not in message
+    assert "scripts/train.py" in message
+
+
+def test_export_script_without_ctranslate2_says_how_to_install_it(monkeypatch):
+    # As if ctranslate2 were not installed: None in sys.modules makes `import ctranslate2` fail.
+    for name in [name for name in sys.modules if name.startswith("ctranslate2.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    monkeypatch.delitem(sys.modules, "vaswani_hf.ctranslate2_export", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("export_ctranslate2")
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "pip install 'vaswani_hf[ctranslate2]'" in message
+    assert "\n" not in message
+
+
+# ------------------------------------------------------------------------------- overrides read as their field's type
+
+
+def test_overrides_are_read_as_the_type_of_their_field():
+    # YAML alone reads `no` as False and `123` as an int; these fields hold strings.
+    config = RunConfig.load("small-cpu", ["train.mixed_precision=no", "data.src_lang=no", "data.corpus=123"])
+    assert config.train.mixed_precision == "no" and config.data.src_lang == "no" and config.data.corpus == "123"
+    # Text that is not YAML at all (@ is reserved) is still a str for a str field.
+    assert RunConfig.load("small-cpu", ["data.corpus=@corpus"]).data.corpus == "@corpus"
+    # Numbers, booleans and null still parse as before.
+    config = RunConfig.load(
+        "small-cpu",
+        ["train.clip_norm=null", "model.norm_first=true", "train.lr_scale=0.5", "data.tokenizer=", "train.seed=3"],
+    )
+    assert config.train.clip_norm is None and config.model.norm_first is True and config.train.lr_scale == 0.5
+    assert config.data.tokenizer is None and config.train.seed == 3
+    with pytest.raises(ValueError, match="train.seed must be int, got 'three'"):
+        RunConfig.load("small-cpu", ["train.seed=three"])
+    with pytest.raises(ValueError, match=r"train.max_tokens must be int, got '\[1'"):
+        RunConfig.load("small-cpu", ["train.max_tokens=[1"])
+
+
+def test_unquoted_no_in_a_yaml_file_is_explained(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  mixed_precision: no\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="got False.*write it in quotes"):
+        RunConfig.load(path)
+    path.write_text("train:\n  mixed_precision: 'no'\n", encoding="utf-8")
+    assert RunConfig.load(path).train.mixed_precision == "no"
