@@ -13,7 +13,24 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from vaswani_hf.training import CheckpointManager, save_averaged_model
+from vaswani_hf.training import CheckpointManager, SaveError, check_replaceable_model_dir, save_averaged_model
+
+
+def output_clash(output: Path, run_dir: Path, chosen: list[Path]) -> str | None:
+    """What `output` would overwrite or mix with in the run, or None. The averaged model directory replaces its
+    folder, and a folder under checkpoints/ would be taken for a checkpoint by --resume."""
+    output, run_dir = output.resolve(), run_dir.resolve()
+    if output == run_dir or run_dir.is_relative_to(output):
+        return f"the training run {run_dir}" + ("" if output == run_dir else " or a folder holding it")
+    if output.is_relative_to(run_dir / "checkpoints"):
+        return f"in the run's checkpoints folder {run_dir / 'checkpoints'}"
+    for name in ("tokenizer", "model_config"):
+        if output.is_relative_to(run_dir / name):
+            return f"the run's {name} folder, which training and averaging read"
+    for checkpoint in (c.resolve() for c in chosen):
+        if output.is_relative_to(checkpoint) or checkpoint.is_relative_to(output):
+            return f"the checkpoint {checkpoint}, or in or around it"
+    return None
 
 
 def main(argv=None) -> int:
@@ -36,8 +53,22 @@ def main(argv=None) -> int:
         chosen = found[-args.last :]
     if not chosen:
         parser.error(f"no checkpoints in {args.run_dir / 'checkpoints'}")
+    # Before any work: --output is replaced as a whole, so it must not be (or hold) the run or what it is made from.
+    clash = output_clash(args.output, args.run_dir, chosen)
+    if clash:
+        parser.error(
+            f"--output {args.output} is {clash}: the model directory written there would replace or mix with the "
+            f"run's files. Choose a new folder, e.g. --output {args.run_dir / f'model-avg{len(chosen)}'}."
+        )
+    try:
+        check_replaceable_model_dir(args.output)
+    except FileExistsError as error:
+        parser.error(f"--output: {error}")
     tokenizer = AutoTokenizer.from_pretrained(args.run_dir / "tokenizer")
-    save_averaged_model(chosen, args.run_dir / "model_config", args.output, tokenizer=tokenizer)
+    try:
+        save_averaged_model(chosen, args.run_dir / "model_config", args.output, tokenizer=tokenizer)
+    except SaveError as error:  # a full disk: the message says what happened and what to do, a traceback adds nothing
+        raise SystemExit(f"error: {error}") from error
     print(f"averaged {', '.join(c.name for c in chosen)} into {args.output}")
     return 0
 

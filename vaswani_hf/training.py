@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
+import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate.utils import DistributedType
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 
@@ -237,6 +241,25 @@ class TrainingState:
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
+class SaveError(RuntimeError):
+    """A checkpoint or a model directory could not be written (most often: the disk is full). What was there
+    before is intact and the partial folder removed; the message says where and why."""
+
+
+def is_write_error(error: BaseException) -> bool:
+    """Whether `error` is how a failed write (a full disk, a quota, a file size limit) surfaces from the writers that
+    checkpoints and model directories go through. Only Python's own file calls raise OSError; the libraries that write
+    the weights and states raise types of their own:
+
+    - `open`, `mkdir`, `os.replace`, `shutil.copyfile` (config.json, tokenizer_config.json, the code files): OSError;
+    - safetensors (model.safetensors, in `save_state` and `save_pretrained`): its own SafetensorError;
+    - `torch.save` (optimizer, scheduler, RNG and training state in `save_state`): RuntimeError from its zip writer
+      ("PytorchStreamWriter failed writing file ..." or "[enforce fail at inline_container.cc] unexpected pos ...");
+    - tokenizers' Rust writer (tokenizer.json): a bare Exception.
+    """
+    return isinstance(error, (OSError, SafetensorError, RuntimeError)) or type(error) is Exception
+
+
 class CheckpointManager:
     """Atomic checkpoints `root/checkpoint-<step>` holding everything `--resume` needs; the last `keep` are kept.
 
@@ -280,12 +303,16 @@ class CheckpointManager:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 os.replace(tmp, final)
-        except OSError as error:
+        except BaseException as error:
+            # Whatever stopped the save (a failed write, a bug, Ctrl-C), its partial folder goes; only what a failed
+            # write raises is reworded, in one error that says what to do.
             if accelerator.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(
-                f"Could not write checkpoint {final}: {error}. Earlier checkpoints in {self.root} are intact; free "
-                "disk space and continue with --resume."
+            if not is_write_error(error):
+                raise
+            raise SaveError(
+                f"could not write checkpoint to {final}: {error}; free disk space and continue with --resume: earlier "
+                f"checkpoints in {self.root} are intact and the partial {tmp.name} was removed."
             ) from error
         if accelerator.is_main_process:
             for old in self.checkpoints()[: -self.keep]:
@@ -361,8 +388,9 @@ def save_averaged_model(
     """Average `checkpoints` (§6.1) into a model directory that `AutoModelForSeq2SeqLM.from_pretrained` loads.
 
     The directory is written under a temporary name and renamed, so an existing model there is replaced only by a
-    complete one; `tokenizer`, if given, is saved beside the weights.
+    complete one; `tokenizer`, if given, is saved beside the weights. See `save_model_dir` for what may be replaced.
     """
+    check_replaceable_model_dir(output_dir)  # before the averaging, which takes a while for big models
     return save_model_dir(averaged_model(checkpoints, config_dir), output_dir, tokenizer=tokenizer)
 
 
@@ -371,23 +399,121 @@ def checkpoint_state(checkpoint: str | Path) -> dict:
     return torch.load(Path(checkpoint) / "custom_checkpoint_0.pkl", weights_only=True)
 
 
-def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
-    """`save_pretrained` (and the tokenizer's) into a temporary sibling, then an atomic swap into `output_dir`."""
+# What a model directory saved by `save_model_dir` consists of, besides `REMOTE_CODE_FILES`: what `save_pretrained` of
+# the model and of the tokenizer write, and the model card (scripts/make_model_card.py writes it into the folder).
+MODEL_DIR_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "README.md",
+)
+WEIGHT_SHARD_PATTERN = "model-*-of-*.safetensors"
+
+
+def check_replaceable_model_dir(output_dir: str | Path) -> None:
+    """Raises `FileExistsError` unless `output_dir` is absent, an empty folder, or a model directory this package
+    saved: a `config.json` of this model type, safetensors weights, and nothing else than the files such a directory
+    consists of. Replacing a folder deletes it: anything else there (a training run, a checkpoint, a user's file, a
+    subfolder) is never deleted on a guess."""
+    from .configuration_vaswani import VaswaniConfig
+    from .modeling_vaswani import REMOTE_CODE_FILES
+
     output_dir = Path(output_dir)
-    tmp = output_dir.with_name(f".tmp-{output_dir.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    if output_dir.exists():
-        old = output_dir.with_name(f".old-{output_dir.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(output_dir, old)
-        os.replace(tmp, output_dir)
-        shutil.rmtree(old)
+    what_to_do = "Choose another output folder, or delete it yourself if it can go."
+    if output_dir.is_symlink() or (output_dir.exists() and not output_dir.is_dir()):
+        raise FileExistsError(f"{output_dir} exists and is not a folder; it is left as it is. {what_to_do}")
+    if not output_dir.exists():
+        return
+    entries = sorted(output_dir.iterdir())
+    if not entries:
+        return
+    known = {*MODEL_DIR_FILES, *REMOTE_CODE_FILES}
+    others = [
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in entries
+        if entry.is_symlink()
+        or not entry.is_file()
+        or (entry.name not in known and not Path(entry.name).match(WEIGHT_SHARD_PATTERN))
+    ]
+    try:
+        model_type = json.loads((output_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    has_weights = any(entry.suffix == ".safetensors" for entry in entries)
+    if others:
+        listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        reason = f"it holds files that are not part of a saved model ({listed})"
+    elif model_type != VaswaniConfig.model_type or not has_weights:
+        reason = f"it is not a saved {VaswaniConfig.model_type} model (no config.json of one, or no weights)"
     else:
-        os.replace(tmp, output_dir)
+        return
+    raise FileExistsError(
+        f"Will not replace {output_dir}: {reason}, and replacing deletes the folder. Only a model directory this "
+        f"package saved (config.json, *.safetensors, code, tokenizer, README.md) is replaced. {what_to_do}"
+    )
+
+
+def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
+    """`save_pretrained` (and the tokenizer's) into a temporary sibling, then an atomic swap into `output_dir`.
+
+    An existing `output_dir` is replaced only if it is empty or a model directory this package saved (see
+    `check_replaceable_model_dir`); anything else raises `FileExistsError` before anything is written. A failed write
+    raises `SaveError` and leaves the old model directory as it was.
+    """
+    output_dir = Path(output_dir)
+    # `abspath` gives "." and "x/.." a name, for the sibling folders, without following links.
+    target = Path(os.path.abspath(output_dir))
+    check_replaceable_model_dir(target)
+    existed = target.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A name of its own (not a fixed `.tmp-<name>`): what is removed on failure is only ever what this call made.
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        # mkdtemp makes the folder private (0700); the model directory gets the permissions of a normal mkdir.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if existed:
+            _swap_in(tmp, target)
+        else:
+            os.replace(tmp, target)
+    except BaseException as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not is_write_error(error):
+            raise
+        before = "the model that was there is intact" if existed else "nothing was left behind"
+        raise SaveError(
+            f"could not write the model to {output_dir}: {error}; free disk space and save again: {before}."
+        ) from error
     return output_dir
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Replace the folder `target` by the folder `new`: `target` is moved aside, `new` renamed in its place, then the
+    old one removed. If the rename fails, `target` is moved back."""
+    old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
+    old.rmdir()  # only the unique name is wanted: renaming a folder onto an existing one fails on Windows
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        warnings.warn(
+            f"Saved {target}, but could not remove the previous model moved to {old}; delete it yourself.",
+            stacklevel=3,
+        )
 
 
 def keep_freed_memory() -> bool:
