@@ -27,6 +27,7 @@ from vaswani_hf.run_config import RunConfig
 from vaswani_hf.training import (
     CheckpointManager,
     TrainingState,
+    checkpoint_state,
     collate,
     keep_freed_memory,
     load_or_train_tokenizer,
@@ -140,14 +141,14 @@ def main(argv=None) -> int:
     scheduler = noam_schedule(optimizer, model_config.d_model, cfg.train.warmup_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     state = TrainingState()
-    accelerator.register_for_checkpointing(state)
     checkpoints = CheckpointManager(out / "checkpoints", keep=cfg.checkpoint.keep)
     if args.resume:
         checkpoints.remove_partial()
         latest = checkpoints.latest()
         if latest is None:
             raise SystemExit(f"--resume: no checkpoint in {checkpoints.root}.")
-        accelerator.load_state(str(latest))
+        accelerator.load_state(str(latest))  # model, optimizer, schedule, RNG: no pickle loaded with code
+        state = TrainingState(**checkpoint_state(latest))
         log(f"resumed from {latest}: update {state.step}, epoch {state.epoch}")
 
     accelerator.init_trackers("train", config={k: str(v) for k, v in cfg.to_flat_dict().items()})
@@ -239,7 +240,7 @@ def main(argv=None) -> int:
                 accelerator.log(metrics, step=state.step)
                 log(f"update {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
             if due or stop or finished:
-                path = checkpoints.save(accelerator, state.step, model)
+                path = checkpoints.save(accelerator, state.step, model, state)
                 last_checkpoint_time = time.monotonic()
                 log(f"saved {path}")
             if stop:
@@ -253,7 +254,7 @@ def main(argv=None) -> int:
             state.update_in_epoch = 0
             finished = finished or (cfg.train.max_epochs is not None and state.epoch >= cfg.train.max_epochs)
             if finished:
-                checkpoints.save(accelerator, state.step, model)
+                checkpoints.save(accelerator, state.step, model, state)
     progress.close()
 
     # §6.1: the final model averages the last checkpoints.

@@ -52,8 +52,9 @@ def run(tmp_path, tiny_config):
         VaswaniForConditionalGeneration(config).save_pretrained(tmp_path / "saved")
         checkpoint.mkdir(parents=True)
         os.replace(tmp_path / "saved" / "model.safetensors", checkpoint / "model.safetensors")
-        for name in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl", "custom_checkpoint_0.pkl"):
+        for name in ("optimizer.bin", "scheduler.bin", "random_states_0.pkl"):
             torch.save({"step": step}, checkpoint / name)
+        (checkpoint / "training_state.json").write_text(json.dumps({"step": step}))
     shutil.rmtree(tmp_path / "saved")
     (root / "run_config.yaml").write_text("output_dir: run\n")
     (root / "notes.txt").write_text("my notes on this run\n")
@@ -266,17 +267,17 @@ optimizer = torch.optim.Adam(model.parameters())
 model, optimizer = accelerator.prepare(model, optimizer)
 model(input_ids=torch.tensor([[5, 6, 2]]), labels=torch.tensor([[7, 2]])).loss.backward()
 optimizer.step()  # Adam's moments: optimizer.bin is larger than model.safetensors
-accelerator.register_for_checkpointing(TrainingState())
+state = TrainingState(step=1)
 manager = CheckpointManager(root / "checkpoints", keep=5)
-first = manager.save(accelerator, 1, model)
+first = manager.save(accelerator, 1, model, state)
 save_model_dir(accelerator.unwrap_model(model), root / "model", tokenizer=tokenizer)
 weights = (first / "model.safetensors").stat().st_size
 results = {}
 # Each case: a limit, the save it stops, and the file it stops at. model.safetensors is written first by save_state,
 # then optimizer.bin (Adam's two moments: larger); save_pretrained writes config.json first, then model.safetensors.
 cases = {
-    "checkpoint_torch_save": (weights + 1024, lambda: manager.save(accelerator, 2, model)),
-    "checkpoint_safetensors": (512, lambda: manager.save(accelerator, 2, model)),
+    "checkpoint_torch_save": (weights + 1024, lambda: manager.save(accelerator, 2, model, state)),
+    "checkpoint_safetensors": (512, lambda: manager.save(accelerator, 2, model, state)),
     "model_safetensors": (4096, lambda: save_model_dir(accelerator.unwrap_model(model), root / "model")),
     "model_open": (512, lambda: save_model_dir(accelerator.unwrap_model(model), root / "model")),
 }

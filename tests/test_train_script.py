@@ -319,3 +319,38 @@ def test_resuming_a_finished_run_changes_nothing_and_a_longer_budget_trains_on(c
     # A longer budget is a change a resumed run may make: it trains the extra updates and averages again.
     train(corpus, tmp_path / "run", *STEPS, "train.max_steps=310", resume=True)
     assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["updates"] == 310
+
+
+def test_checkpoints_keep_the_training_state_as_json_and_nothing_loads_a_pickle_with_code(uninterrupted, tmp_path):
+    """--resume reads the data position from JSON; Accelerate's RNG states load with weights_only=True. A checkpoint
+    from before the JSON keeps its state in a pickle, which is read with weights_only=True: one that carries code is
+    refused and the code never runs."""
+    from vaswani_hf.training import TRAINING_STATE_FILE, checkpoint_state
+
+    checkpoint = uninterrupted / "checkpoints" / "checkpoint-00000300"
+    assert not list(checkpoint.glob("custom_checkpoint_*.pkl"))
+    state = json.loads((checkpoint / TRAINING_STATE_FILE).read_text())
+    assert state["step"] == 300 and checkpoint_state(checkpoint) == state
+
+    legacy = tmp_path / "checkpoint-00000001"
+    legacy.mkdir()
+    torch.save(
+        {"step": 1, "epoch": 0, "update_in_epoch": 1, "target_tokens": 9, "train_seconds": 0.5},
+        legacy / "custom_checkpoint_0.pkl",
+    )
+    assert checkpoint_state(legacy)["target_tokens"] == 9
+    ran = tmp_path / "ran"
+    torch.save(CodeOnLoad(str(ran)), legacy / "custom_checkpoint_0.pkl")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        checkpoint_state(legacy)
+    assert not ran.exists()
+
+
+class CodeOnLoad:
+    """Unpickling this creates a file: the code a malicious checkpoint could carry."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))

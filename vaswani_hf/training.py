@@ -222,7 +222,9 @@ def collate(examples: dict[str, list[list[int]]], pad_token_id: int) -> dict[str
 
 @dataclass
 class TrainingState:
-    """What a checkpoint needs besides model, optimizer, scheduler and RNG: where the run is in its data."""
+    """What a checkpoint needs besides model, optimizer, scheduler and RNG: where the run is in its data. Saved as
+    JSON (`TRAINING_STATE_FILE`) rather than registered with Accelerate, which would pickle it and load it back with
+    `weights_only=False`: resuming someone else's checkpoint would run their code."""
 
     step: int = 0
     epoch: int = 0
@@ -230,15 +232,9 @@ class TrainingState:
     target_tokens: int = 0
     train_seconds: float = 0.0
 
-    def state_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def load_state_dict(self, state: dict) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
-
 
 CHECKPOINT_PREFIX = "checkpoint-"
+TRAINING_STATE_FILE = "training_state.json"
 
 
 class SaveError(RuntimeError):
@@ -282,8 +278,9 @@ class CheckpointManager:
         found = self.checkpoints()
         return found[-1] if found else None
 
-    def save(self, accelerator, step: int, model=None) -> Path:
-        """Every process calls this (each writes its own RNG state); the main process renames and prunes.
+    def save(self, accelerator, step: int, model=None, state: TrainingState | None = None) -> Path:
+        """Every process calls this (each writes its own RNG state); the main process writes `state` as JSON, renames
+        and prunes.
 
         Under FSDP, `model` is also gathered into a plain `model.safetensors`, which averaging reads.
         """
@@ -300,6 +297,8 @@ class CheckpointManager:
             accelerator.save_state(str(tmp), safe_serialization=True)
             if model is not None and accelerator.distributed_type == DistributedType.FSDP:
                 accelerator.save_model(model, str(tmp), safe_serialization=True)
+            if state is not None and accelerator.is_main_process:
+                (tmp / TRAINING_STATE_FILE).write_text(json.dumps(dataclasses.asdict(state), indent=2) + "\n")
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 os.replace(tmp, final)
@@ -395,8 +394,13 @@ def save_averaged_model(
 
 
 def checkpoint_state(checkpoint: str | Path) -> dict:
-    """The `TrainingState` of a checkpoint (update, epoch, tokens, training seconds) as a dict."""
-    return torch.load(Path(checkpoint) / "custom_checkpoint_0.pkl", weights_only=True)
+    """The `TrainingState` of a checkpoint (update, epoch, tokens, training seconds) as a dict: from its JSON, or from
+    the pickle that checkpoints written before the JSON hold, read with `weights_only=True` (plain numbers only, no
+    code runs)."""
+    checkpoint = Path(checkpoint)
+    if (checkpoint / TRAINING_STATE_FILE).is_file():
+        return json.loads((checkpoint / TRAINING_STATE_FILE).read_text())
+    return torch.load(checkpoint / "custom_checkpoint_0.pkl", weights_only=True)
 
 
 # What a model directory saved by `save_model_dir` consists of, besides `REMOTE_CODE_FILES`: what `save_pretrained` of
