@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, VaswaniModel, train_shared_bpe
+from vaswani_hf import VaswaniForConditionalGeneration, VaswaniModel, train_shared_bpe
 from vaswani_hf.ctranslate2_export import (
     EXPORT_INFO_FILE,
     CTranslate2Translator,
@@ -27,6 +27,8 @@ from vaswani_hf.ctranslate2_export import (
     generate_reference_ids,
 )
 from vaswani_hf.evaluation import translate
+
+from toy_task import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,17 +74,7 @@ def source_ids(tokenizer) -> list[list[int]]:
 def train_tiny(tokenizer, steps: int = 40, **overrides) -> VaswaniForConditionalGeneration:
     """A tiny model after `steps` Adam updates on the toy pairs (about a second on one thread)."""
     torch.manual_seed(0)
-    config = VaswaniConfig(
-        vocab_size=len(tokenizer),
-        d_model=32,
-        d_ff=64,
-        num_heads=2,
-        encoder_layers=2,
-        decoder_layers=2,
-        dropout=0.0,
-        max_position_embeddings=MAX_POSITIONS,
-        **overrides,
-    )
+    config = tiny_config(vocab_size=len(tokenizer), max_position_embeddings=MAX_POSITIONS, **overrides)
     model = VaswaniForConditionalGeneration(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
