@@ -23,9 +23,11 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration
+from vaswani_hf.evaluation import write_atomic
 from vaswani_hf.run_config import RunConfig
 from vaswani_hf.training import (
     CheckpointManager,
+    SaveError,
     TrainingState,
     checkpoint_state,
     collate,
@@ -35,6 +37,7 @@ from vaswani_hf.training import (
     paper_adam,
     plan_epoch,
     prepare_corpus,
+    remove_partial_model_dirs,
     save_averaged_model,
     tokenize_pairs,
     training_loss,
@@ -98,6 +101,13 @@ def main(argv=None) -> int:
             "DeepSpeed is not supported by scripts/train.py: its fixed gradient-accumulation count does not fit "
             "token-budget updates. Use scripts/accelerate/fsdp.yaml (sharded) or ddp-multinode.yaml (several nodes)."
         )
+    if accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version != 2:
+        # Validation decodes with the model as it is in training; FSDP1 wraps it in a module whose parameters are
+        # flattened views, which `generate()` cannot run on.
+        raise SystemExit(
+            "FSDP version 1 is not supported by scripts/train.py: set fsdp_version: 2, as in "
+            "scripts/accelerate/fsdp.yaml."
+        )
     set_seed(cfg.train.seed)
     rank, world = accelerator.process_index, accelerator.num_processes
 
@@ -133,7 +143,7 @@ def main(argv=None) -> int:
         model.set_attn_implementation(cfg.model.attn_implementation)
     if accelerator.is_main_process:
         model_config.save_pretrained(config_dir)  # what averaging builds the final model from
-        (out / "run_config.yaml").write_text(cfg.to_yaml())
+        write_atomic(out / "run_config.yaml", cfg.to_yaml())
     shape = {k: getattr(model_config, k) for k in ("vocab_size", "d_model", "d_ff", "num_heads", "encoder_layers")}
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {shape}")
 
@@ -144,6 +154,8 @@ def main(argv=None) -> int:
     checkpoints = CheckpointManager(out / "checkpoints", keep=cfg.checkpoint.keep)
     if args.resume:
         checkpoints.remove_partial()
+        if accelerator.is_main_process:
+            remove_partial_model_dirs(out / "model")  # what a kill during the final averaging left
         latest = checkpoints.latest()
         if latest is None:
             raise SystemExit(f"--resume: no checkpoint in {checkpoints.root}.")
@@ -268,7 +280,7 @@ def main(argv=None) -> int:
             "train_minutes": state.train_seconds / 60,
             "averaged_checkpoints": [p.name for p in last],
         }
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
         log(f"averaged {len(last)} checkpoints into {model_dir}: {summary}")
     accelerator.end_training()
     return 0
@@ -289,4 +301,8 @@ def _checkpoint_due(cfg: RunConfig, step: int, seconds_since: float) -> bool:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except SaveError as error:
+        # A full disk: the message says what was kept and what to do; a traceback would bury it.
+        raise SystemExit(f"error: {error}") from None

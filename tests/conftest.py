@@ -21,6 +21,27 @@ TINY = dict(
 )
 
 
+class FakeAccelerator:
+    """What CheckpointManager needs of an Accelerator in one process; `error` is raised after the weights are
+    written, as a full disk fails a write half-way through save_state."""
+
+    is_main_process = True
+    num_processes = 1
+
+    def __init__(self, error=None):
+        self.error = error
+
+    def wait_for_everyone(self):
+        pass
+
+    def save_state(self, directory, safe_serialization=True):
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.ones(2)}, os.path.join(directory, "model.safetensors"))
+        if self.error is not None:
+            raise self.error
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run faster on one thread than on two, and much faster on a busy machine: a module marked with
@@ -39,6 +60,15 @@ def tiny_config():
         return VaswaniConfig(**{**TINY, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A word-for-word English-German toy corpus (`train.jsonl`) and a BPE tokenizer trained on it, for training runs
+    (`train_runs.py`)."""
+    from train_runs import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FakeAccelerator
 from safetensors import SafetensorError
 from safetensors.torch import save_model
 
@@ -171,26 +172,6 @@ def current_umask() -> int:
 
 # Fault 2: a failed write (a full disk) raises SafetensorError or RuntimeError, not only OSError
 # --------------------------------------------------------------------------------------------------------------------
-
-
-class FakeAccelerator:
-    """What CheckpointManager needs of an Accelerator in one process; `error` is raised after the weights are
-    written, as a full disk fails a write half-way through save_state."""
-
-    is_main_process = True
-
-    def __init__(self, error=None):
-        self.error = error
-
-    def wait_for_everyone(self):
-        pass
-
-    def save_state(self, directory, safe_serialization=True):
-        from safetensors.torch import save_file
-
-        save_file({"w": torch.ones(2)}, os.path.join(directory, "model.safetensors"))
-        if self.error is not None:
-            raise self.error
 
 
 # What a full disk really raises, by the writer: safetensors (model.safetensors), torch.save (optimizer, scheduler,

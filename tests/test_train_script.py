@@ -3,97 +3,18 @@ uninterrupted one, two processes make the same update as one, and bad input fail
 
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from train_runs import ROOT, TRAIN, TWO_PROCESSES, WORDS, overrides, train, wait_for, weights
 
-from vaswani_hf import train_shared_bpe
 from vaswani_hf.run_config import RunConfig
 from vaswani_hf.training import plan_epoch, prepare_corpus, tokenize_pairs
-
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / "scripts" / "train.py"
-WORDS = dict(
-    zip(
-        "house tree car dog cat red blue big small the a sees has is".split(),
-        "Haus Baum Auto Hund Katze rot blau groß klein das ein sieht hat ist".split(),
-        strict=True,
-    )
-)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A word-for-word English-German toy corpus and a BPE tokenizer trained on it."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = random.Random(0)
-    rows = []
-    for _ in range(400):
-        en = [rng.choice(list(WORDS)) for _ in range(rng.randint(2, 10))]
-        rows.append({"en": " ".join(en), "de": " ".join(WORDS[w] for w in en)})
-    (root / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tokenizer = train_shared_bpe([t for r in rows for t in r.values()], vocab_size=120)
-    tokenizer.save_pretrained(root / "tokenizer")
-    return root
-
-
-def overrides(corpus: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"output_dir={out}",
-        f"data.corpus={corpus / 'train.jsonl'}",
-        f"data.tokenizer={corpus / 'tokenizer'}",
-        "model.d_model=16",
-        "model.d_ff=32",
-        "model.num_heads=2",
-        "model.encoder_layers=1",
-        "model.decoder_layers=1",
-        "train.max_tokens=128",
-        "train.update_tokens=200",
-        "train.warmup_steps=10",
-        "train.lr_scale=0.5",
-        "train.log_every=10",
-        "checkpoint.every_minutes=null",
-        "eval.every_steps=null",
-        *extra,
-    ]
-
-
-def train(corpus, out, *extra, resume=False, launcher=(sys.executable,), wait=True):
-    args = [
-        *launcher,
-        str(TRAIN),
-        "--config",
-        "base",
-        *(["--resume"] if resume else []),
-        *overrides(corpus, out, *extra),
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    if not wait:
-        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
-def weights(out: Path, step: int) -> dict[str, torch.Tensor]:
-    return load_file(out / "checkpoints" / f"checkpoint-{step:08d}" / "model.safetensors")
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-
 
 STEPS = ["train.max_steps=300", "checkpoint.every_steps=50", "model.dropout=0.1"]
 
@@ -171,11 +92,7 @@ def test_two_processes_make_the_same_update_as_one(corpus, tmp_path):
         "model.dropout=0",
     ]
     train(corpus, tmp_path / "one", *extra)
-    launcher = (
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(ROOT / "scripts" / "accelerate" / "cpu-2proc.yaml"), "--main_process_port", "0",
-    )  # fmt: skip
-    done = train(corpus, tmp_path / "two", *extra, launcher=launcher)
+    done = train(corpus, tmp_path / "two", *extra, launcher=TWO_PROCESSES)
     assert "2 process(es), MULTI_CPU" in done.stdout + done.stderr
     # Adam's first moment after one update is 0.1 x the update's gradient: the two runs must agree on it. (Their
     # weights can differ where a gradient is zero up to rounding, e.g. the key biases, which softmax ignores: Adam's
@@ -234,11 +151,7 @@ def test_two_processes_stop_together_when_their_clocks_disagree(corpus, tmp_path
         "data.bleu_sentences=0",
         "eval.every_steps=100000",  # validation only at the end, where the processes disagree
     ]
-    launcher = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(ROOT / "scripts" / "accelerate" / "cpu-2proc.yaml"), "--main_process_port", "0",
-    ]  # fmt: skip
-    args = [*launcher, str(TRAIN), "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
+    args = [*TWO_PROCESSES, str(TRAIN), "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path / "site")}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
     output = done.stdout + done.stderr
@@ -252,14 +165,11 @@ def test_nothing_to_train_on_is_an_error_not_an_endless_loop(corpus, tmp_path, c
     """With every pair dropped (data.max_length=1), or a corpus of fewer micro-batches than processes, an epoch plan is
     empty: the run must stop with an error, not loop over empty epochs."""
     if case == "no pair fits max_length":
-        extra, launcher = ["data.max_length=1"], [sys.executable]
+        extra, launcher = ["data.max_length=1"], (sys.executable,)
     else:
         (tmp_path / "tiny.jsonl").write_text(json.dumps({"en": "the house", "de": "das Haus"}) + "\n")
         extra = [f"data.corpus={tmp_path / 'tiny.jsonl'}"]
-        launcher = [
-            sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-            str(ROOT / "scripts" / "accelerate" / "cpu-2proc.yaml"), "--main_process_port", "0",
-        ]  # fmt: skip
+        launcher = TWO_PROCESSES
     args = [*launcher, str(TRAIN), "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)

@@ -1,12 +1,12 @@
 """The recipe's library pieces: Eq. 3, token-budget batching, the update plan, checkpoints and their average."""
 
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import FakeAccelerator
 from safetensors.torch import save_file
 
 from vaswani_hf import VaswaniForConditionalGeneration
@@ -108,23 +108,6 @@ def test_collate_pads_sources_with_pad_and_labels_with_minus_100():
     assert batch["labels"].tolist() == [[8, 2, -100, -100], [9, 9, 9, 2]]
 
 
-class FakeAccelerator:
-    """What CheckpointManager needs of an Accelerator in one process."""
-
-    is_main_process = True
-
-    def __init__(self, fail=False):
-        self.fail = fail
-
-    def wait_for_everyone(self):
-        pass
-
-    def save_state(self, directory, safe_serialization=True):
-        save_file({"w": torch.ones(2)}, os.path.join(directory, "model.safetensors"))
-        if self.fail:
-            raise OSError(28, "No space left on device")
-
-
 def test_checkpoints_keep_the_last_k_and_sort_numerically(tmp_path):
     manager = CheckpointManager(tmp_path, keep=2)
     for step in (5, 10, 100, 1000):
@@ -137,7 +120,7 @@ def test_a_failed_save_leaves_earlier_checkpoints_intact(tmp_path):
     manager = CheckpointManager(tmp_path, keep=5)
     good = manager.save(FakeAccelerator(), 1)
     with pytest.raises(RuntimeError, match="could not write checkpoint.*No space left.*--resume.*intact"):
-        manager.save(FakeAccelerator(fail=True), 2)
+        manager.save(FakeAccelerator(error=OSError(28, "No space left on device")), 2)
     assert manager.checkpoints() == [good]
     assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]  # no partial directory left behind
 

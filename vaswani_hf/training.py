@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,47 +284,77 @@ class CheckpointManager:
         and prunes.
 
         Under FSDP, `model` is also gathered into a plain `model.safetensors`, which averaging reads.
+
+        The save runs in three phases (make the folder, write, publish), and after each one the processes tell each
+        other whether any of them failed: a process whose write fails (a full disk on its node) does not leave the
+        others waiting for it forever. Every process then raises: the one that failed its own error, reworded as a
+        `SaveError` when it is a failed write, the others a `SaveError` saying that another process failed.
         """
         final = self.root / f"{CHECKPOINT_PREFIX}{step:08d}"
         if final.exists():
             return final
         # One name on every process: they all write into the same directory (a shared filesystem across nodes).
         tmp = self.root / f".tmp-{CHECKPOINT_PREFIX}{step:08d}"
-        try:
-            if accelerator.is_main_process:
+        main = accelerator.is_main_process
+
+        def make_folder():
+            if main:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir(parents=True)
-            accelerator.wait_for_everyone()
+
+        def write():
             accelerator.save_state(str(tmp), safe_serialization=True)
             if model is not None and accelerator.distributed_type == DistributedType.FSDP:
                 accelerator.save_model(model, str(tmp), safe_serialization=True)
-            if state is not None and accelerator.is_main_process:
+            if state is not None and main:
                 (tmp / TRAINING_STATE_FILE).write_text(json.dumps(dataclasses.asdict(state), indent=2) + "\n")
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
+
+        def publish():
+            if main:
                 os.replace(tmp, final)
-        except BaseException as error:
-            # Whatever stopped the save (a failed write, a bug, Ctrl-C), its partial folder goes; only what a failed
-            # write raises is reworded, in one error that says what to do.
-            if accelerator.is_main_process:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if not is_write_error(error):
-                raise
-            raise SaveError(
-                f"could not write checkpoint to {final}: {error}; free disk space and continue with --resume: earlier "
-                f"checkpoints in {self.root} are intact and the partial {tmp.name} was removed."
-            ) from error
-        if accelerator.is_main_process:
-            for old in self.checkpoints()[: -self.keep]:
-                shutil.rmtree(old)
-        accelerator.wait_for_everyone()
-        return final
+                for old in self.checkpoints()[: -self.keep]:
+                    # Out of the listing first: a kill or a failure during the removal leaves a `.tmp-` folder, which
+                    # `--resume` deletes, never a half-removed checkpoint under its final name.
+                    doomed = self.root / f".tmp-{old.name}"
+                    os.replace(old, doomed)
+                    shutil.rmtree(doomed, ignore_errors=True)
+
+        error = None
+        for phase in (make_folder, write, publish):
+            try:
+                phase()
+            except BaseException as raised:
+                # Whatever stopped the save (a failed write, a bug, Ctrl-C), the others must hear of it.
+                error = raised
+            if _any_process(accelerator, error is not None):
+                break
+        else:
+            return final
+        # The partial folder goes, whichever process failed; only what a failed write raises is reworded, in one
+        # error that says what to do.
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if error is not None and not is_write_error(error):
+            raise error
+        cause = error if error is not None else "another process could not write its part of it"
+        raise SaveError(
+            f"could not write checkpoint to {final}: {cause}; free disk space and continue with --resume: earlier "
+            f"checkpoints in {self.root} are intact and the partial {tmp.name} was removed."
+        ) from error
 
     def remove_partial(self) -> None:
         """Delete what a killed save left behind."""
         if self.root.is_dir():
             for tmp in self.root.glob(f".tmp-{CHECKPOINT_PREFIX}*"):
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _any_process(accelerator, flag: bool) -> bool:
+    """Whether `flag` is set on any process; a collective, so it also waits for every process to reach it."""
+    if accelerator.num_processes == 1:
+        return flag
+    flags = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(flags, "max").item())
 
 
 def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict[str, torch.Tensor]:
@@ -501,6 +532,17 @@ def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
     return output_dir
 
 
+def remove_partial_model_dirs(target: str | Path) -> None:
+    """Delete the temporary folders that a kill during `save_model_dir(..., target)` left beside `target`: the new
+    model being written (`.tmp-<name>-*`) and an old one being replaced (`.old-<name>-*`)."""
+    target = Path(os.path.abspath(target))
+    if target.parent.is_dir():
+        for prefix in (".tmp-", ".old-"):
+            for leftover in target.parent.glob(f"{prefix}{target.name}-*"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _swap_in(new: Path, target: Path) -> None:
     """Replace the folder `target` by the folder `new`: `target` is moved aside, `new` renamed in its place, then the
     old one removed. If the rename fails, `target` is moved back."""
@@ -624,6 +666,29 @@ def load_or_train_tokenizer(data_args, train_split, directory: Path, *, resume: 
     return tokenizer
 
 
+def is_sharded(model) -> bool:
+    """Whether `model` is sharded by FSDP2 (`fully_shard`, what `scripts/accelerate/fsdp.yaml` sets up): each of its
+    forwards then all-gathers parameters from every process."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return any(isinstance(module, FSDPModule) for module in model.modules())
+
+
+_GENERATE_GATHERS_ROOT: weakref.WeakSet = weakref.WeakSet()
+
+
+def _gather_root_in_generate(model) -> None:
+    """Makes FSDP2 gather the root's parameters (the shared embedding) around `generate()` as around `forward()`:
+    `generate()` runs the encoder directly, not through the root's forward, whose hooks are what gathers them."""
+    from torch.distributed.fsdp import register_fsdp_forward_method
+
+    if model not in _GENERATE_GATHERS_ROOT:
+        register_fsdp_forward_method(model, "generate")
+        _GENERATE_GATHERS_ROOT.add(model)
+
+
 @torch.no_grad()
 def validation_loss(
     model, dataset, *, max_tokens: int, pad_token_id: int, accelerator, label_smoothing: float
@@ -638,10 +703,17 @@ def validation_loss(
         rng=np.random.default_rng(0),
     )
     totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)  # smoothed loss, nll, tokens
-    for indices in batches[accelerator.process_index :: accelerator.num_processes]:
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    # A sharded model's every forward is a collective: all processes must make as many, so one with fewer batches
+    # than the others runs a batch more whose result it does not count.
+    forwards = math.ceil(len(batches) / accelerator.num_processes) if is_sharded(model) else len(mine)
+    for i in range(forwards):
+        indices = mine[i] if i < len(mine) else batches[0]
         batch = {k: v.to(accelerator.device) for k, v in collate(dataset[indices], pad_token_id).items()}
         with accelerator.autocast():
             logits = teacher_forced_logits(model, batch)
+        if i >= len(mine):
+            continue
         labels = batch["labels"]
         smoothed = label_smoothed_loss(logits, labels, label_smoothing, num_items_in_batch=1)
         nll = label_smoothed_loss(logits, labels, 0.0, num_items_in_batch=1)
@@ -665,8 +737,14 @@ def validate(model, tokenizer, valid_set, valid_pairs, cfg, accelerator) -> dict
         label_smoothing=cfg.train.label_smoothing,
     )
     n = min(cfg.data.bleu_sentences, len(valid_pairs))
-    if n and accelerator.is_main_process:
+    # Unsharded (one process, DDP), the main process decodes alone while the others wait. Sharded (FSDP2), every
+    # forward is a collective: every process decodes the same sentences, `synced_gpus` keeping them stepping together
+    # until all are done.
+    sharded = is_sharded(model)
+    if n and (sharded or accelerator.is_main_process):
         pairs = valid_pairs[:n]["translation"]
+        if sharded:
+            _gather_root_in_generate(model)
         with accelerator.autocast():
             hypotheses = translate(
                 model,
@@ -674,6 +752,7 @@ def validate(model, tokenizer, valid_set, valid_pairs, cfg, accelerator) -> dict
                 [p[cfg.data.src_lang] for p in pairs],
                 max_tokens=cfg.eval.max_tokens,
                 num_beams=cfg.eval.num_beams,
+                **({"synced_gpus": True} if sharded else {}),
             )
         scores = score(hypotheses, [p[cfg.data.tgt_lang] for p in pairs])
         metrics.update({"valid/bleu": scores["bleu"], "valid/chrf": scores["chrf"]})
