@@ -9,8 +9,8 @@ ReLU, post-norm, embeddings scaled by sqrt(d_model), sinusoidal positions, one m
 projection, dropout 0.1 on the sub-layers and embeddings, none inside attention or the FFN. Marian differs only where it
 cannot be configured alike: its sinusoids are concatenated rather than interleaved, and it adds a (zero) bias to the
 logits. Both read the same random batch, compute the same loss (cross-entropy with the paper's label smoothing 0.1,
-averaged over the target tokens: `vaswani_hf.training.training_loss`) and use the same optimizer
-(`vaswani_hf.training.paper_adam`).
+averaged over the target tokens: `vaswani_hf.training.loss.training_loss`) and use the same optimizer
+(`vaswani_hf.training.optim.paper_adam`).
 
 Every measurement runs in a fresh process, so that one model's memory or allocator state does not leak into the
 other's figures. Figures:
@@ -21,7 +21,7 @@ other's figures. Figures:
   to the same output length (`min_new_tokens = max_new_tokens`), which keeps the work identical for all engines;
 - memory: the peak that the calls (warm-up included, so for training Adam's state too) add to what the loaded model
   holds: on CUDA from `torch.cuda.max_memory_allocated`; on a CPU, Linux's peak resident memory (VmHWM), reset
-  before the calls (`vaswani_hf.layer_comparison.peak_memory`), with glibc asked to keep freed memory
+  before the calls (`vaswani_hf.analysis.layer_comparison.peak_memory`), with glibc asked to keep freed memory
   (`keep_freed_memory`, as vaswani_hf's training does) so that the figure is the heap the calls needed.
 Times are the median of `--repeats` calls after `--warmup` calls.
 """
@@ -147,7 +147,7 @@ def timed(fn, device: torch.device, warmup: int, repeats: int) -> list[float]:
 
 def timed_with_peak_memory(fn, device: torch.device, cell: Cell) -> tuple[list[float], float | None]:
     """`timed(fn, ...)` and the peak memory in MiB that the calls added to what was allocated before them."""
-    from vaswani_hf.layer_comparison import peak_memory
+    from vaswani_hf.analysis.layer_comparison import peak_memory
 
     times = []
     peak = peak_memory(lambda: times.extend(timed(fn, device, cell.warmup, cell.repeats)), device)
@@ -163,7 +163,8 @@ def autocast(cell: Cell, device: torch.device):
 def measure_train(cell: Cell, device: torch.device) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vaswani_hf.training import paper_adam, training_loss
+    from vaswani_hf.training.loss import training_loss
+    from vaswani_hf.training.optim import paper_adam
 
     model = (build_vaswani if cell.engine == "vaswani_hf" else build_marian)(cell).to(device).train()
     optimizer = paper_adam(model.parameters(), lr_scale=1e-4)
@@ -232,7 +233,7 @@ def measure_decode(cell: Cell, device: torch.device) -> dict:
 
 def measure_ctranslate2(cell: Cell, device: torch.device) -> dict:
     """The same random-weight model as vaswani_hf's, converted (weights in `cell.dtype`), decoding the same batch."""
-    from vaswani_hf.ctranslate2_export import CTranslate2Translator, convert_to_ctranslate2
+    from vaswani_hf.export.ctranslate2 import CTranslate2Translator, convert_to_ctranslate2
 
     model = build_vaswani(cell).eval()
     source, _ = random_batch(cell, torch.device("cpu"))
@@ -424,7 +425,7 @@ def main(argv=None) -> int:
     if args.worker is not None:
         # Process-wide, hence here and not in run_worker: a worker is a process of its own.
         if torch.device(json.loads(args.worker)["device"]).type == "cpu":
-            from vaswani_hf.training import keep_freed_memory
+            from vaswani_hf.training.memory import keep_freed_memory
 
             keep_freed_memory()
         print(json.dumps(run_worker(args.worker)))
@@ -461,11 +462,11 @@ def main(argv=None) -> int:
         "matmul_peak_tflops": peak,
     }
     if args.output:
-        from vaswani_hf.evaluation import write_atomic
+        from vaswani_hf.files import write_atomic
 
         write_atomic(args.output, json.dumps({"machine": machine, "command": sys.argv, "results": results}, indent=1))
     if args.markdown:
-        from vaswani_hf.evaluation import write_atomic
+        from vaswani_hf.files import write_atomic
 
         write_atomic(args.markdown, markdown + "\n")
     return 0

@@ -16,8 +16,14 @@ import argparse
 import json
 from pathlib import Path
 
-from vaswani_hf.evaluation import write_atomic
-from vaswani_hf.layer_comparison import DEFAULT_LENGTHS, Settings, compare_layers, format_table, plot_comparison
+from vaswani_hf.analysis.layer_comparison import (
+    DEFAULT_LENGTHS,
+    Settings,
+    compare_layers,
+    format_table,
+    plot_comparison,
+)
+from vaswani_hf.files import write_atomic
 
 JSON_FILE = "compare_layers.json"
 PNG_FILE = "compare_layers.png"

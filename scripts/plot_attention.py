@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from vaswani_hf.attention_maps import compute_attention_maps, load_model, plot_attention_maps
+from vaswani_hf.analysis.attention_maps import compute_attention_maps, load_model, plot_attention_maps
 
 
 def parse_args(argv=None) -> argparse.Namespace:

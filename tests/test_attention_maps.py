@@ -1,4 +1,4 @@
-"""Tests for vaswani_hf.attention_maps and scripts/plot_attention.py, on a tiny random model and a tiny BPE trained here."""
+"""Tests for vaswani_hf.analysis.attention_maps and scripts/plot_attention.py, on a tiny random model and a tiny BPE trained here."""
 
 import importlib.util
 import os
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.attention_maps import (
+from vaswani_hf.analysis.attention_maps import (
     ALIGNMENT_FILE,
     KINDS,
     attention_weights,

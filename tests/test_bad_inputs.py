@@ -4,16 +4,15 @@ optional package, YAML's reading of `no`. Each is read as meant or refused with 
 import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import transformers
 
-from vaswani_hf.data import read_aligned_text, read_jsonl, read_tsv
-from vaswani_hf.evaluation import load_model, read_lines, score
-from vaswani_hf.run_config import RunConfig
+from vaswani_hf.data.parallel import read_aligned_text, read_jsonl, read_tsv
+from vaswani_hf.evaluation import load_model, score
+from vaswani_hf.files import read_lines
+from vaswani_hf.training.run_config import RunConfig
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 LANGS = dict(src_lang="en", tgt_lang="de")
 BOM = "\ufeff".encode()
 
@@ -22,12 +21,10 @@ def rows(ds) -> list[tuple[str, str]]:
     return [(pair["en"], pair["de"]) for pair in ds["translation"]]
 
 
-def load_script(name: str):
-    """The script as a module, run in this process (its `main(argv)` then raises SystemExit instead of exiting)."""
-    spec = importlib.util.spec_from_file_location(f"bad_inputs_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_command(name: str):
+    """A command's module (`vaswani_hf.cli.<name>`), run in this process: its `main(argv)` then raises SystemExit
+    instead of exiting."""
+    return importlib.import_module(f"vaswani_hf.cli.{name}")
 
 
 # ------------------------------------------------------------------------------------ a lone \r is not a line break
@@ -76,7 +73,7 @@ def test_byte_order_mark_on_one_side_scores_100(tmp_path):
 
 
 def test_byte_order_mark_on_standard_input_is_dropped():
-    # scripts/translate.py reads standard input through read_lines(sys.stdin.fileno()).
+    # vaswani-translate reads standard input through read_lines(sys.stdin.fileno()).
     read_end, write_end = os.pipe()
     os.write(write_end, BOM + b"the house\r\nis\rsmall\n")
     os.close(write_end)
@@ -108,7 +105,7 @@ def test_load_model_leaves_hub_repo_ids_to_transformers(monkeypatch, tmp_path):
             load_model(repo_id)
 
 
-@pytest.mark.parametrize("script", ["translate", "evaluate_model"])
+@pytest.mark.parametrize("script", ["translate", "evaluate"])
 def test_scripts_name_a_missing_model_folder(script, tmp_path):
     text = tmp_path / "test.en"
     text.write_text("the house is small\n", encoding="utf-8")
@@ -117,10 +114,10 @@ def test_scripts_name_a_missing_model_folder(script, tmp_path):
         [missing, "--input", str(text)] if script == "translate" else [missing, "--src", str(text), "--ref", str(text)]
     )
     with pytest.raises(SystemExit) as exit_info:
-        load_script(script).main([*argv, "--no-progress"])
+        load_command(script).main([*argv, "--no-progress"])
     message = str(exit_info.value.code)
     assert message.startswith(f"error: model_dir '{missing}' does not exist") and "\n" not in message
-    assert "scripts/train.py" in message
+    assert "vaswani-train" in message
 
 
 def test_export_script_without_ctranslate2_says_how_to_install_it(monkeypatch):
@@ -128,9 +125,10 @@ def test_export_script_without_ctranslate2_says_how_to_install_it(monkeypatch):
     for name in [name for name in sys.modules if name.startswith("ctranslate2.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
-    monkeypatch.delitem(sys.modules, "vaswani_hf.ctranslate2_export", raising=False)
+    monkeypatch.delitem(sys.modules, "vaswani_hf.export.ctranslate2", raising=False)
+    monkeypatch.delitem(sys.modules, "vaswani_hf.cli.export_ct2", raising=False)
     with pytest.raises(SystemExit) as exit_info:
-        load_script("export_ctranslate2")
+        load_command("export_ct2")
     message = str(exit_info.value.code)
     assert message.startswith("error: ") and "pip install 'vaswani_hf[ctranslate2]'" in message
     assert "\n" not in message

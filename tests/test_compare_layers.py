@@ -1,4 +1,4 @@
-"""Tests for vaswani_hf.layer_comparison and scripts/compare_layers.py: the fit on synthetic curves, the counts against
+"""Tests for vaswani_hf.analysis.layer_comparison and scripts/compare_layers.py: the fit on synthetic curves, the counts against
 Table 1 and torch's FLOP counter, the memory reading, and a run of the script over tiny lengths and width."""
 
 import importlib.util
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from vaswani_hf.layer_comparison import (
+from vaswani_hf.analysis.layer_comparison import (
     LAYER_CLASSES,
     LAYERS,
     Settings,

@@ -1,4 +1,4 @@
-"""Tests of `vaswani_hf.ctranslate2_export` and `scripts/export_ctranslate2.py`: converted tiny models give our
+"""Tests of `vaswani_hf.export.ctranslate2` and `vaswani-export-ct2`: converted tiny models give our
 log-probabilities, our greedy translations token for token, our beam search where CTranslate2's search is the same,
 and our output lengths; unusable inputs are refused with messages that say why.
 
@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from vaswani_hf import VaswaniForConditionalGeneration, VaswaniModel, train_shared_bpe
-from vaswani_hf.ctranslate2_export import (
+from vaswani_hf.evaluation import translate
+from vaswani_hf.export.ctranslate2 import (
     EXPORT_INFO_FILE,
     CTranslate2Translator,
     ExportError,
@@ -26,13 +27,11 @@ from vaswani_hf.ctranslate2_export import (
     convert_to_ctranslate2,
     generate_reference_ids,
 )
-from vaswani_hf.evaluation import translate
 
 from toy_task import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "export_ctranslate2.py"
 NOUNS = {"cat": "Katze", "dog": "Hund", "house": "Haus", "tree": "Baum", "bird": "Vogel"}
 ADJECTIVES = {"small": "klein", "big": "gross", "red": "rot", "old": "alt"}
 VERBS = {"sleeps": "schläft", "runs": "läuft", "eats": "isst"}
@@ -381,10 +380,7 @@ def test_refuses_what_it_cannot_convert(saved_model, tiny_config, tokenizer, tmp
 
 
 def run_script(*argv: str):
-    spec = importlib.util.spec_from_file_location("export_ctranslate2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(list(argv))
+    importlib.import_module("vaswani_hf.cli.export_ct2").main(list(argv))
 
 
 def test_script_converts_refuses_an_existing_folder_and_checks(saved_model, tmp_path, capsys):

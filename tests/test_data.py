@@ -6,7 +6,7 @@ import datasets
 import pytest
 from datasets import Dataset, DatasetDict
 
-from vaswani_hf.data import (
+from vaswani_hf.data.parallel import (
     CleaningReport,
     clean_parallel,
     from_translation_dataset,

@@ -1,4 +1,4 @@
-"""Tests for the built-in English-German corpus (vaswani_hf.default_corpus), on tiny fake packages: no apt."""
+"""Tests for the built-in English-German corpus (vaswani_hf.data.default_corpus), on tiny fake packages: no apt."""
 
 import hashlib
 import os
@@ -8,8 +8,9 @@ import stat
 import pytest
 from datasets import DatasetDict
 
-from vaswani_hf import default_corpus
-from vaswani_hf.default_corpus import (
+from vaswani_hf.cli import corpus as corpus_command
+from vaswani_hf.data import default_corpus
+from vaswani_hf.data.default_corpus import (
     build_default_corpus,
     fetch_packages,
     load_default_corpus,
@@ -342,13 +343,13 @@ def test_fetch_packages_download_fails(tmp_path, fake_tools, monkeypatch):
 def test_cli_reports_missing_apt(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
-        default_corpus.main(["--cache-dir", str(tmp_path)])
+        corpus_command.main(["--cache-dir", str(tmp_path)])
     assert exit_info.value.code == 1
     assert "error: the default corpus is built from Debian packages" in capsys.readouterr().err
 
 
 def test_cli_prints_split_sizes(tmp_path, fake_fetch, capsys):
-    default_corpus.main(["--cache-dir", str(tmp_path)])
+    corpus_command.main(["--cache-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert str(tmp_path / "default_corpus-v1") in out
     assert "test_dictionary:      2 pairs (help 0, dictionary 2)" in out

@@ -10,15 +10,8 @@ import sacrebleu
 import torch
 
 from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.evaluation import (
-    evaluate_model,
-    load_metric,
-    load_translation_pairs,
-    read_lines,
-    score,
-    translate,
-    write_atomic,
-)
+from vaswani_hf.evaluation import evaluate_model, load_metric, load_translation_pairs, score, translate
+from vaswani_hf.files import read_lines, write_atomic
 
 PAIRS = [
     ("the house is small", "das Haus ist klein"),

@@ -1,4 +1,4 @@
-"""Faults of several processes, end to end: `scripts/train.py` launched on two processes as the main job launches it,
+"""Faults of several processes, end to end: `vaswani-train` launched on two processes as the main job launches it,
 then killed with SIGKILL at random points, while it writes a checkpoint, while it averages, one process alone, or with
 one process unable to write its part of a checkpoint; and FSDP2 validation on two processes. Each run resumed with
 `--resume` must end with the weights of a run that was never interrupted, bit for bit.
@@ -201,9 +201,11 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from torch.distributed.fsdp import fully_shard
 
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.run_config import RunConfig
-from vaswani_hf.evaluation import length_batches
-from vaswani_hf.training import collate, is_sharded, token_batches, tokenize_pairs, training_loss, validate
+from vaswani_hf.training.run_config import RunConfig
+from vaswani_hf.data.batching import collate, length_batches, token_batches
+from vaswani_hf.training.corpus import tokenize_pairs
+from vaswani_hf.training.loss import training_loss
+from vaswani_hf.training.validation import is_sharded, validate
 
 # A short collective timeout: a mismatch fails in seconds instead of half an hour.
 accelerator = Accelerator(cpu=True, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=60))])

@@ -1,4 +1,4 @@
-"""Tests for vaswani_hf.finetuning and scripts/finetune.py: Seq2SeqTrainer with the paper's Adam and Eq. 3, exact
+"""Tests for vaswani_hf.training.finetuning and vaswani-finetune: Seq2SeqTrainer with the paper's Adam and Eq. 3, exact
 gradient accumulation, BLEU/chrF from predict_with_generate, and the command line end to end. Offline, tiny models."""
 
 import json
@@ -14,14 +14,13 @@ from datasets import Dataset
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, EvalPrediction, TrainerCallback
 
 from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.finetuning import (
+from vaswani_hf.training.finetuning import (
     VaswaniSeq2SeqTrainer,
     finetuning_arguments,
     tokenize_translations,
     translation_metrics,
 )
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "finetune.py"
 EN = "the a house cat dog tree sleeps is small big red green runs over under and".split()
 DE = "das ein Haus Katze Hund Baum schläft ist klein groß rot grün läuft über unter und".split()
 POSITIONS = 128  # room for a source of 30 tokens plus 50 generated ones
@@ -279,7 +278,7 @@ def test_predict_with_generate_decodes_source_length_plus_50_not_20(make_model, 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# scripts/finetune.py
+# vaswani-finetune
 # ---------------------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def saved_model(make_model, tokenizer, tmp_path) -> Path:
@@ -305,7 +304,16 @@ def test_finetune_script_end_to_end(saved_model, tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", rows[:8] + [row["translation"] for row in rows[8:]])
     validation = write_jsonl(tmp_path / "dev.jsonl", pairs([3, 4, 5], seed=2))
     output_dir = tmp_path / "finetuned"
-    command = [sys.executable, str(SCRIPT), str(saved_model), "--train", str(train), "--validation", str(validation)]
+    command = [
+        sys.executable,
+        "-m",
+        "vaswani_hf.cli.finetune",
+        str(saved_model),
+        "--train",
+        str(train),
+        "--validation",
+        str(validation),
+    ]
     command += ["--output-dir", str(output_dir), "--max-steps", "2", "--batch-size", "4", "--grad-accum", "2"]
     command += ["--warmup", "2", "--eval-steps", "1", "--save-steps", "2", "--seed", "3"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -329,11 +337,8 @@ def test_finetune_script_end_to_end(saved_model, tmp_path):
 
 
 def test_finetune_script_rejects_a_max_length_that_does_not_fit(saved_model, tmp_path):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import finetune
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    from vaswani_hf.cli import finetune
+
     train = write_jsonl(tmp_path / "train.jsonl", pairs([2, 3]))
     command = [str(saved_model), "--train", str(train), "--output-dir", str(tmp_path / "out")]
     with pytest.raises(SystemExit, match=f"--max-length 200 does not fit.*use --max-length {POSITIONS - 50} or less"):
@@ -346,7 +351,6 @@ def test_finetune_script_refuses_a_foreign_tokenizer(tmp_path, tiny_config):
     """A model directory whose tokenizer has more tokens than the model's vocabulary fails with a clear message."""
     import subprocess
     import sys
-    from pathlib import Path
 
     from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
 
@@ -355,9 +359,8 @@ def test_finetune_script_refuses_a_foreign_tokenizer(tmp_path, tiny_config):
     VaswaniForConditionalGeneration(tiny_config(vocab_size=64)).save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     (tmp_path / "train.jsonl").write_text('{"en": "a", "de": "b"}\n')
-    script = Path(__file__).resolve().parents[1] / "scripts" / "finetune.py"
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "model"), "--train", str(tmp_path / "train.jsonl"),
+        [sys.executable, "-m", "vaswani_hf.cli.finetune", str(tmp_path / "model"), "--train", str(tmp_path / "train.jsonl"),
          "--output-dir", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

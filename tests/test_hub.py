@@ -1,4 +1,4 @@
-"""Tests of `vaswani_hf.hub` and `scripts/push_to_hub.py`: staging and offline validation on a tiny model, and the
+"""Tests of `vaswani_hf.export.hub` and `vaswani-push`: staging and offline validation on a tiny model, and the
 error paths of an upload with `HfApi` replaced by fakes, so that nothing reaches the network."""
 
 import importlib
@@ -15,9 +15,10 @@ from huggingface_hub.errors import HfHubHTTPError, HTTPError, RepositoryNotFound
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
-from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, hub, train_shared_bpe
-from vaswani_hf.hub import HubError, ValidationError, find_pickles, push_to_hub, stage_model, validate_staged
-from vaswani_hf.run_config import RunConfig
+from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
+from vaswani_hf.export import hub
+from vaswani_hf.export.hub import HubError, ValidationError, find_pickles, push_to_hub, stage_model, validate_staged
+from vaswani_hf.training.run_config import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,7 +33,7 @@ WRITE_TOKEN_OWNER = {"name": "someone", "auth": {"accessToken": {"role": "write"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """A tiny model with its tokenizer in `run/model`, and the run's config beside it, as scripts/train.py leaves
+    """A tiny model with its tokenizer in `run/model`, and the run's config beside it, as vaswani-train leaves
     them (trained on local files, so the generated card needs no corpus cache)."""
     torch.manual_seed(0)
     tokenizer = train_shared_bpe(CORPUS, vocab_size=80)
@@ -97,10 +98,7 @@ class FakeHub:
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("push_to_hub", ROOT / "scripts" / "push_to_hub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("vaswani_hf.cli.push")
 
 
 PACKAGELESS_LOAD = """

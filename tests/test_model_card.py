@@ -1,4 +1,4 @@
-"""Tests of `vaswani_hf.model_card` and `scripts/make_model_card.py`: cards made from a tiny saved model and the files
+"""Tests of `vaswani_hf.export.model_card` and `vaswani-model-card`: cards made from a tiny saved model and the files
 a training run writes, parsed as the Hub parses them."""
 
 import importlib.util
@@ -12,16 +12,17 @@ from datasets import Dataset, DatasetDict
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, default_corpus, train_shared_bpe
-from vaswani_hf.generation_vaswani import PAPER_DECODING
-from vaswani_hf.model_card import (
+from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
+from vaswani_hf.data import default_corpus
+from vaswani_hf.export.model_card import (
     check_model_card,
     load_card_inputs,
     make_model_card,
     paper_departures,
     render_model_card,
 )
-from vaswani_hf.run_config import RunConfig
+from vaswani_hf.generation_vaswani import PAPER_DECODING
+from vaswani_hf.training.run_config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ["the house is small", "das Haus ist klein", "the cat sleeps", "die Katze schläft"] * 20
@@ -56,7 +57,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset_card(tmp_path_factory) -> Path:
-    """The dataset card `vaswani_hf.default_corpus` writes, for a corpus of a few pairs."""
+    """The dataset card `vaswani_hf.data.default_corpus` writes, for a corpus of a few pairs."""
     rows = {"translation": [{"en": "Open a file.", "de": "Öffnen Sie eine Datei."}], "origin": ["help"], "doc": ["a"]}
     corpus = DatasetDict({split: Dataset.from_dict(rows) for split in default_corpus.SPLITS})
     stats = {
@@ -75,7 +76,7 @@ def dataset_card(tmp_path_factory) -> Path:
 def make_run(
     tmp_path: Path, model_dir: Path, *overrides: str, results: dict | None = None, summary: bool = True
 ) -> Path:
-    """A run folder as scripts/train.py (and the main job) leave it, with the tiny model linked in as `model/`."""
+    """A run folder as vaswani-train (and the main job) leave it, with the tiny model linked in as `model/`."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "model").symlink_to(model_dir, target_is_directory=True)
@@ -205,7 +206,7 @@ def test_scores_from_evaluate_model_folders(model_dir, tmp_path):
 def test_missing_scores_leave_results_and_model_index_out(model_dir, dataset_card, tmp_path):
     run_dir = make_run(tmp_path, model_dir)
     text, notes = make_model_card(run_dir / "model", dataset_card=dataset_card)
-    assert any("no test scores" in note and "evaluate_model.py" in note for note in notes)
+    assert any("no test scores" in note and "vaswani-evaluate" in note for note in notes)
     data = check_model_card(text).data.to_dict()
     assert "model-index" not in data and "metrics" not in data
     assert "## Results" not in text
@@ -218,7 +219,7 @@ def test_missing_inputs_are_errors_that_say_what_to_do(model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config.json is missing.*save_pretrained"):
         load_card_inputs(tmp_path, tmp_path)
     run_dir = make_run(tmp_path, model_dir)
-    with pytest.raises(FileNotFoundError, match=r"dataset card .* is missing.*python -m vaswani_hf.default_corpus"):
+    with pytest.raises(FileNotFoundError, match=r"dataset card .* is missing.*vaswani-corpus"):
         load_card_inputs(model_dir, run_dir, dataset_card=tmp_path / "no-card.md")
     config = RunConfig.load(run_dir / "run_config.yaml", ["data.corpus=data/train"])
     (run_dir / "run_config.yaml").write_text(config.to_yaml())
@@ -238,9 +239,7 @@ def test_check_model_card_rejects_bad_metadata():
 
 def test_script_writes_the_card_atomically(model_dir, dataset_card, tmp_path, capsys):
     run_dir = make_run(tmp_path, model_dir, results=MAIN_JOB_RESULTS)
-    spec = importlib.util.spec_from_file_location("make_model_card", ROOT / "scripts" / "make_model_card.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = importlib.import_module("vaswani_hf.cli.model_card")
     output = tmp_path / "cards" / "README.md"
     assert script.main([str(run_dir / "model"), "--dataset-card", str(dataset_card), "--output", str(output)]) == 0
     assert output.read_text(encoding="utf-8") == make_model_card(run_dir / "model", dataset_card=dataset_card)[0]

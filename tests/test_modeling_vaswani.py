@@ -533,7 +533,7 @@ def label_batch(seed=4, rows=4):
 
 def test_loss_is_the_cross_entropy_against_labels_per_target_token(tiny_config):
     """transformers' convention: `model(labels=...).loss` is plain cross-entropy (the paper's label smoothing is the
-    training recipe's, `vaswani_hf.training.label_smoothed_loss`)."""
+    training recipe's, `vaswani_hf.training.loss.label_smoothed_loss`)."""
     model = make_model(tiny_config)
     input_ids, attention_mask, labels = label_batch()
     n_targets = int((labels != -100).sum())

@@ -3,7 +3,7 @@
 import pytest
 
 from vaswani_hf import VaswaniConfig
-from vaswani_hf.run_config import RunConfig, presets
+from vaswani_hf.training.run_config import RunConfig, presets
 
 
 def test_presets_exist_and_load():

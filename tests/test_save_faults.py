@@ -2,7 +2,6 @@
 run, a checkpoint, the user's own files) is refused rather than deleted, and a write that fails (a full disk) removes
 its partial folder, keeps what was there before and says so in one clear error."""
 
-import importlib.util
 import json
 import os
 import re
@@ -18,7 +17,9 @@ from safetensors import SafetensorError
 from safetensors.torch import save_model
 
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.training import CheckpointManager, save_model_dir
+from vaswani_hf.cli import average as average_command
+from vaswani_hf.files import save_model_dir
+from vaswani_hf.training.checkpoints import CheckpointManager
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,16 +32,9 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
     return {str(path.relative_to(folder)): path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def run(tmp_path, tiny_config):
-    """A training run as scripts/train.py leaves it: checkpoints, model_config, tokenizer, run config, and a file of
+    """A training run as vaswani-train leaves it: checkpoints, model_config, tokenizer, run config, and a file of
     the user's."""
     root = tmp_path / "run"
     config = tiny_config()
@@ -70,16 +64,16 @@ def run(tmp_path, tiny_config):
     "output", [".", "checkpoints", "checkpoints/checkpoint-00000003", "checkpoints/new", "tokenizer", "model_config"]
 )
 def test_average_checkpoints_script_refuses_the_run_and_its_folders_before_any_work(run, output, monkeypatch, capsys):
-    """The reported fault: `average_checkpoints.py RUN --last 2 --output RUN` deleted the run and exited 0."""
-    import vaswani_hf.training
+    """The reported fault: `vaswani-average RUN --last 2 --output RUN` deleted the run and exited 0."""
+    import vaswani_hf.training.checkpoints
 
     def no_work(*args, **kwargs):
         raise AssertionError("the script averaged checkpoints before refusing its --output")
 
-    monkeypatch.setattr(vaswani_hf.training, "averaged_model", no_work)
+    monkeypatch.setattr(vaswani_hf.training.checkpoints, "averaged_model", no_work)
     before = snapshot(run)
     with pytest.raises(SystemExit) as exit_info:
-        load_script("average_checkpoints").main([str(run), "--last", "2", "--output", str(run / output)])
+        average_command.main([str(run), "--last", "2", "--output", str(run / output)])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "--output" in error and "choose" in error.lower(), error
@@ -92,7 +86,7 @@ def test_average_checkpoints_script_refuses_a_folder_of_other_files(run, tmp_pat
     elsewhere.mkdir()
     (elsewhere / "bleu.json").write_text("{}")
     with pytest.raises(SystemExit) as exit_info:
-        load_script("average_checkpoints").main([str(run), "--last", "2", "--output", str(elsewhere)])
+        average_command.main([str(run), "--last", "2", "--output", str(elsewhere)])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert str(elsewhere) in error and "bleu.json" in error and "delete it yourself" in error, error
@@ -102,7 +96,7 @@ def test_average_checkpoints_script_refuses_a_folder_of_other_files(run, tmp_pat
 def test_average_checkpoints_script_writes_and_then_replaces_its_own_model_directory(run, capsys):
     from transformers import AutoModelForSeq2SeqLM
 
-    script = load_script("average_checkpoints")
+    script = average_command
     out = run / "model-avg"
     assert script.main([str(run), "--last", "2", "--output", str(out)]) == 0
     (out / "README.md").write_text("# a model card\n")  # the card belongs to a model directory
@@ -235,7 +229,8 @@ import torch
 from accelerate import Accelerator
 
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.training import CheckpointManager, TrainingState, save_model_dir
+from vaswani_hf.files import save_model_dir
+from vaswani_hf.training.checkpoints import CheckpointManager, TrainingState
 
 # Past RLIMIT_FSIZE a write fails with EFBIG, as on a full disk, once SIGXFSZ (which would kill the process) is ignored.
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

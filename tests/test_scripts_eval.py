@@ -1,7 +1,6 @@
-"""Tests of `scripts/evaluate_model.py` and `scripts/translate.py`, run as a user runs them: in their own process, offline,
+"""Tests of `vaswani-evaluate` and `vaswani-translate`, run as a user runs them: in their own process, offline,
 on a tiny randomly initialised model saved in a temporary folder."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,10 +15,11 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.evaluation import read_lines, score, translate
+from vaswani_hf.cli import evaluate as evaluate_command
+from vaswani_hf.evaluation import score, translate
+from vaswani_hf.files import read_lines
 from vaswani_hf.generation_vaswani import PAPER_DECODING
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 PAIRS = [
     ("the house is small", "das Haus ist klein"),
     ("the cat sleeps on the mat", "die Katze schläft auf der Matte"),
@@ -87,28 +87,28 @@ def runs(tmp_path_factory) -> ScriptRuns:
     # name: (script and arguments, working folder, stdin)
     calls = {
         "evaluate_files": (
-            ["evaluate_model.py", model_dir, "--src", src, "--ref", ref, "--out-dir", root / "files", *FAST_ARGS],
+            ["evaluate", model_dir, "--src", src, "--ref", ref, "--out-dir", root / "files", *FAST_ARGS],
             root,
             None,
         ),
         "evaluate_dataset": (
-            ["evaluate_model.py", model_dir, *dataset_args, "--out-dir", root / "dataset", "--no-progress"],
+            ["evaluate", model_dir, *dataset_args, "--out-dir", root / "dataset", "--no-progress"],
             root,
             None,
         ),
         # No --out-dir: the files go to the working folder.
         "copy_baseline": (
-            ["evaluate_model.py", "--copy-baseline", "--src", src, "--ref", ref],
+            ["evaluate", "--copy-baseline", "--src", src, "--ref", ref],
             root / "baseline",
             None,
         ),
         "translate_file": (
-            ["translate.py", model_dir, "--input", src, "--output", translations, "--max-tokens", 8, *FAST_ARGS],
+            ["translate", model_dir, "--input", src, "--output", translations, "--max-tokens", 8, *FAST_ARGS],
             root,
             None,
         ),
         "translate_stdin": (
-            ["translate.py", model_dir, *FAST_ARGS],
+            ["translate", model_dir, *FAST_ARGS],
             root,
             "".join(f"{line}\n" for line in STDIN_LINES),
         ),
@@ -117,7 +117,7 @@ def runs(tmp_path_factory) -> ScriptRuns:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     running = {
         name: subprocess.Popen(
-            [sys.executable, str(SCRIPTS / script), *map(str, args)],
+            [sys.executable, "-m", f"vaswani_hf.cli.{command}", *map(str, args)],
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -126,7 +126,7 @@ def runs(tmp_path_factory) -> ScriptRuns:
             env=env,
             cwd=cwd,
         )
-        for name, ((script, *args), cwd, stdin) in calls.items()
+        for name, ((command, *args), cwd, stdin) in calls.items()
     }
     processes = {}
     try:
@@ -198,14 +198,6 @@ def test_translate_stdin_to_stdout(runs):
     assert output[0] == output[2] == "" and output[1] and output[3]
 
 
-def load_script(name: str):
-    """The script as a module, for testing its argument checks without starting a process."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -219,13 +211,13 @@ def load_script(name: str):
 )
 def test_evaluate_argument_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as error:
-        load_script("evaluate_model").parse_args(argv)
+        evaluate_command.parse_args(argv)
     assert error.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_evaluate_reads_several_reference_files(tmp_path):
-    script = load_script("evaluate_model")
+    script = evaluate_command
     src, first, second, short = (tmp_path / name for name in ("src", "first", "second", "short"))
     src.write_text("a\nb\n", encoding="utf-8")
     first.write_text("a1\nb1\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""`scripts/train.py` end to end on a tiny corpus: a killed or signalled run resumes to the same weights as an
+"""`vaswani-train` end to end on a tiny corpus: a killed or signalled run resumes to the same weights as an
 uninterrupted one, two processes make the same update as one, and bad input fails clearly."""
 
 import json
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_runs import ROOT, TRAIN, TWO_PROCESSES, WORDS, overrides, train, wait_for, weights
+from train_runs import TRAIN, TWO_PROCESSES, WORDS, overrides, train, wait_for, weights
 
-from vaswani_hf.run_config import RunConfig
-from vaswani_hf.training import plan_epoch, prepare_corpus, tokenize_pairs
+from vaswani_hf.training.corpus import prepare_corpus, tokenize_pairs
+from vaswani_hf.training.run_config import RunConfig
+from vaswani_hf.training.updates import plan_epoch
 
 STEPS = ["train.max_steps=300", "checkpoint.every_steps=50", "model.dropout=0.1"]
 
@@ -111,7 +112,7 @@ def first_moments(out: Path) -> dict[int, torch.Tensor]:
 
 def run_train(args, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(TRAIN), *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *TRAIN, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_typo_in_an_override_is_an_error(corpus, tmp_path):
@@ -151,7 +152,7 @@ def test_two_processes_stop_together_when_their_clocks_disagree(corpus, tmp_path
         "data.bleu_sentences=0",
         "eval.every_steps=100000",  # validation only at the end, where the processes disagree
     ]
-    args = [*TWO_PROCESSES, str(TRAIN), "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
+    args = [*TWO_PROCESSES, *TRAIN, "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path / "site")}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
     output = done.stdout + done.stderr
@@ -170,7 +171,7 @@ def test_nothing_to_train_on_is_an_error_not_an_endless_loop(corpus, tmp_path, c
         (tmp_path / "tiny.jsonl").write_text(json.dumps({"en": "the house", "de": "das Haus"}) + "\n")
         extra = [f"data.corpus={tmp_path / 'tiny.jsonl'}"]
         launcher = TWO_PROCESSES
-    args = [*launcher, str(TRAIN), "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
+    args = [*launcher, *TRAIN, "--config", "base", *overrides(corpus, tmp_path / "run"), *extra]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "Nothing to train on" in done.stdout + done.stderr
@@ -189,10 +190,9 @@ def test_resume_refuses_another_model_configuration(corpus, uninterrupted, tmp_p
 def test_average_checkpoints_script(uninterrupted, tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
-    script = ROOT / "scripts" / "average_checkpoints.py"
     out = tmp_path / "avg"
     done = subprocess.run(
-        [sys.executable, str(script), str(uninterrupted), "--last", "2", "--output", str(out)],
+        [sys.executable, "-m", "vaswani_hf.cli.average", str(uninterrupted), "--last", "2", "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -235,7 +235,7 @@ def test_checkpoints_keep_the_training_state_as_json_and_nothing_loads_a_pickle_
     """--resume reads the data position from JSON; Accelerate's RNG states load with weights_only=True. A checkpoint
     from before the JSON keeps its state in a pickle, which is read with weights_only=True: one that carries code is
     refused and the code never runs."""
-    from vaswani_hf.training import TRAINING_STATE_FILE, checkpoint_state
+    from vaswani_hf.training.checkpoints import TRAINING_STATE_FILE, checkpoint_state
 
     checkpoint = uninterrupted / "checkpoints" / "checkpoint-00000300"
     assert not list(checkpoint.glob("custom_checkpoint_*.pkl"))

@@ -10,20 +10,12 @@ from conftest import FakeAccelerator
 from safetensors.torch import save_file
 
 from vaswani_hf import VaswaniForConditionalGeneration
-from vaswani_hf.training import (
-    CheckpointManager,
-    average_checkpoints,
-    check_tokenizer,
-    collate,
-    label_smoothed_loss,
-    noam_lambda,
-    noam_schedule,
-    paper_adam,
-    plan_epoch,
-    save_averaged_model,
-    token_batches,
-    training_loss,
-)
+from vaswani_hf.data.batching import collate, token_batches
+from vaswani_hf.training.checkpoints import CheckpointManager, average_checkpoints, save_averaged_model
+from vaswani_hf.training.corpus import check_tokenizer
+from vaswani_hf.training.loss import label_smoothed_loss, training_loss
+from vaswani_hf.training.optim import noam_lambda, noam_schedule, paper_adam
+from vaswani_hf.training.updates import plan_epoch
 
 
 def test_eq3_values_and_first_update():
@@ -186,7 +178,7 @@ def test_check_tokenizer_names_the_mismatch(tiny_config):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_keep_freed_memory_configures_glibc():
     """In a process of its own: the setting is process-wide, and would change what memory tests after it measure."""
-    code = "from vaswani_hf.training import keep_freed_memory; assert keep_freed_memory() is True"
+    code = "from vaswani_hf.training.memory import keep_freed_memory; assert keep_freed_memory() is True"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -195,7 +187,7 @@ def test_validation_loss_is_the_per_token_cross_entropy(tiny_config):
     from accelerate import Accelerator
     from datasets import Dataset
 
-    from vaswani_hf.training import validation_loss
+    from vaswani_hf.training.validation import validation_loss
 
     torch.manual_seed(0)
     model = VaswaniForConditionalGeneration(tiny_config()).eval()

@@ -1,4 +1,4 @@
-"""Runs of `scripts/train.py` in their own processes for the tests of training end to end: a word-for-word toy corpus
+"""Runs of `vaswani-train` in their own processes for the tests of training end to end: a word-for-word toy corpus
 (`conftest.py` makes it once per session as the `corpus` fixture), the run settings of a tiny model, and launchers for
 one and two processes."""
 
@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / "scripts" / "train.py"
+# The training command, as `python -m` runs it (and `accelerate launch -m`).
+TRAIN = ("-m", "vaswani_hf.cli.train")
 WORDS = dict(
     zip(
         "house tree car dog cat red blue big small the a sees has is".split(),
@@ -66,10 +67,10 @@ def overrides(corpus: Path, out: Path, *extra: str) -> list[str]:
 
 
 def train(corpus, out, *extra, resume=False, launcher=(sys.executable,), wait=True, env=None, **popen):
-    """Runs scripts/train.py to the end (asserting success) or, with `wait=False`, returns the running process."""
+    """Runs vaswani-train to the end (asserting success) or, with `wait=False`, returns the running process."""
     args = [
         *launcher,
-        str(TRAIN),
+        *TRAIN,
         "--config",
         "base",
         *(["--resume"] if resume else []),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from .data.batching import length_batches, pad_ids
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def load_model(model_dir: str | os.PathLike, *, device: str | None = None, dtype
     # Checked here because transformers takes any path it does not find for a Hub repo id, and a typo in a local path
     # then reads "Repo id must be in the form 'repo_name' or 'namespace/repo_name'".
     path = Path(model_dir)
-    how = "give the folder of a saved model (save_pretrained() writes one; scripts/train.py, to its output_dir/model)"
+    how = "give the folder of a saved model (save_pretrained() writes one; vaswani-train, to its output_dir/model)"
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"model_dir {str(model_dir)!r} holds no config.json, so it is not a saved model: {how}"
@@ -94,22 +95,6 @@ def check_sentences(name: str, sentences) -> list[str]:
         if not isinstance(sentence, str):
             raise TypeError(f"{name} must contain only str, but item {index} is a {type(sentence).__name__}")
     return sentences
-
-
-def length_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Groups indices of `lengths` into batches whose padded size, batch size x longest length, is at most
-    `max_tokens`. Sentences are taken longest first, so that each batch holds sentences of similar length and a batch
-    too large for memory fails at the start; a sentence longer than `max_tokens` forms a batch alone.
-    """
-    batches: list[list[int]] = []
-    longest = 0
-    for index in sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True):
-        if batches and (len(batches[-1]) + 1) * longest <= max_tokens:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-            longest = lengths[index]
-    return batches
 
 
 def translate(
@@ -193,17 +178,6 @@ def encode_sentences(sentences: list[str], tokenizer, max_positions: int | None)
     return ids
 
 
-def pad_ids(sequences: list[list[int]], pad_token_id: int, device) -> dict[str, torch.Tensor]:
-    """Right-padded `input_ids` and `attention_mask` on `device`."""
-    width = max(len(sequence) for sequence in sequences)
-    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        attention_mask[row, : len(sequence)] = 1
-    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-
-
 def score(hypotheses: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]], **metric_kwargs) -> dict:
     """Corpus sacreBLEU and chrF of detokenized `hypotheses` against `references` (one str per hypothesis, or a list
     of several per hypothesis), computed by the metric of `load_metric`.
@@ -251,51 +225,6 @@ def decoding_settings(model, generate_kwargs: dict) -> dict:
     """The decoding settings `generate()` runs with: the model's generation config, overridden by `generate_kwargs`.
     Meant for reports next to a score."""
     return {key: generate_kwargs.get(key, getattr(model.generation_config, key, None)) for key in _DECODING_KEYS}
-
-
-def iter_lines(path: str | os.PathLike | int) -> Iterator[str]:
-    """The lines of a UTF-8 text file, one sentence each, read one at a time: a line ends at "\\n" only ("\\r\\n"
-    counts as "\\n", a final line break ends the last line), and a byte-order mark at the start of the file is dropped.
-    `path` may also be an open file descriptor, such as `sys.stdin.fileno()`; it is left open.
-
-    This is the one reader of sentence files, for corpora (`vaswani_hf.data`) as for test sets and inputs to translate.
-    """
-    # utf-8-sig: some editors and spreadsheet exports start UTF-8 files with a byte-order mark, which would otherwise
-    # stay glued to the first sentence (and cost BLEU against a reference without one). newline="\n": universal
-    # newlines (Python's default) would also end a line at a lone "\r", and str.splitlines at U+2028, \x1c, ... too;
-    # these occur inside sentences of web-crawled text, and splitting there shifts every later line against the other
-    # side of the corpus or against its reference.
-    with open(path, encoding="utf-8-sig", newline="\n", closefd=not isinstance(path, int)) as file:
-        for line in file:
-            yield line.removesuffix("\n").removesuffix("\r")
-
-
-def read_lines(path: str | os.PathLike | int) -> list[str]:
-    """All the lines of a UTF-8 text file (see `iter_lines`)."""
-    return list(iter_lines(path))
-
-
-def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
-    """Writes `content` (text as UTF-8, or bytes) to `path` through a temporary file in the same folder and
-    `os.replace`, so that `path` never holds a partial file, even when the process is killed while writing. Missing
-    parent folders are made."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        text_mode = dict(mode="w", encoding="utf-8", newline="") if isinstance(content, str) else dict(mode="wb")
-        with os.fdopen(handle, **text_mode) as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        # mkstemp creates the file readable by its owner only; give it the permissions of a normally written file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def load_translation_pairs(path: str | os.PathLike, split: str, src_lang: str, tgt_lang: str):

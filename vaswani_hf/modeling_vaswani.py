@@ -38,9 +38,6 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_vaswani import VaswaniConfig
 from .generation_vaswani import PAPER_DECODING, DecodingCache, SourceLengthLimit, group_mask, one_row_per_group
-
-# Imported so that loading this file as remote code always fetches the pipeline file too, and saving can copy it.
-from .pipeline_translation import TranslationPipeline  # noqa: F401
 from .transformers_adapter import (
     CACHE_ARG,
     LEGACY_CACHE_ARG,
@@ -639,7 +636,7 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
             Without it the loss is averaged over this batch's target tokens.
 
         The loss is the cross-entropy against `labels`, transformers' convention. The paper's label smoothing (§5.4)
-        belongs to the training recipe: `vaswani_hf.training.label_smoothed_loss` in `scripts/train.py`, and
+        belongs to the training recipe: `vaswani_hf.training.loss.label_smoothed_loss` in `vaswani-train`, and
         `label_smoothing_factor` of `Seq2SeqTrainer` in fine-tuning.
         """
         cache = pop_cache(cache, kwargs)

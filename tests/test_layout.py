@@ -1,0 +1,115 @@
+"""The module map keeps its dependency rule: the remote-code set imports only torch, transformers and itself; around it,
+layers import only downwards (core and file helpers ← data and tokenization ← evaluation ← training and analysis ←
+export ← commands). Every import counts, at the top of a module or inside a function."""
+
+import ast
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+import vaswani_hf
+from vaswani_hf.modeling_vaswani import REMOTE_CODE_FILES
+
+PACKAGE = Path(vaswani_hf.__file__).parent
+# The layer of each part of the package, by module name prefix (the longest prefix wins).
+LAYERS = {
+    # The remote-code set (what `save_pretrained` copies beside the weights).
+    **{f"vaswani_hf.{name.removesuffix('.py')}": 0 for name in REMOTE_CODE_FILES},
+    "vaswani_hf.files": 0,
+    # The package's registration and public names, `train_shared_bpe` among them.
+    "vaswani_hf": 1,
+    "vaswani_hf.tokenization": 1,
+    "vaswani_hf.data": 1,
+    "vaswani_hf.evaluation": 2,
+    "vaswani_hf.metrics": 2,
+    "vaswani_hf.training": 3,
+    "vaswani_hf.analysis": 3,
+    "vaswani_hf.export": 4,
+    "vaswani_hf.cli": 5,
+}
+# Parts of one layer that must not import each other either.
+SIBLINGS_APART = {("vaswani_hf.training", "vaswani_hf.analysis"), ("vaswani_hf.analysis", "vaswani_hf.training")}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def part_of(module: str) -> str:
+    return max((prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")), key=len)
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every import of this package in `path`; `from vaswani_hf import X` counts as an import of
+    the module that defines X."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names if alias.name.split(".")[0] == "vaswani_hf"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "vaswani_hf":
+                continue
+            if target == "vaswani_hf" and path.name != "__init__.py":
+                for alias in node.names:
+                    if importlib.util.find_spec(f"vaswani_hf.{alias.name}") is not None:  # a module
+                        found.append((node.lineno, f"vaswani_hf.{alias.name}"))
+                    else:
+                        found.append((node.lineno, getattr(vaswani_hf, alias.name).__module__))
+            else:
+                found.append((node.lineno, target))
+    return found
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_imports_upwards(path):
+    name = module_name(path)
+    mine = part_of(name)
+    wrong = []
+    for line, target in imports_of(path):
+        theirs = part_of(target)
+        if LAYERS[theirs] > LAYERS[mine] or (mine, theirs) in SIBLINGS_APART:
+            wrong.append(
+                f"line {line}: {name} ({mine}, layer {LAYERS[mine]}) imports {target} (layer {LAYERS[theirs]})"
+            )
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("name", REMOTE_CODE_FILES)
+def test_the_remote_code_set_imports_only_torch_transformers_and_itself(name):
+    """These files are copied beside the weights and loaded with `trust_remote_code` where this package is not
+    installed: anything else they imported would be missing there."""
+    tree = ast.parse((PACKAGE / name).read_text())
+    allowed = {"torch", "transformers", *sys.stdlib_module_names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            roots = [(node.module or "").split(".")[0]]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 1 and f"{node.module}.py" in REMOTE_CODE_FILES, f"{name}:{node.lineno}"
+            continue
+        else:
+            continue
+        assert set(roots) <= allowed, f"{name}:{node.lineno} imports {roots}"
+
+
+def test_every_module_of_the_package_has_a_layer_and_imports():
+    for path in MODULES:
+        name = module_name(path)
+        assert part_of(name) in LAYERS
+        importlib.import_module(name) if not name.endswith("export_ct2") else None

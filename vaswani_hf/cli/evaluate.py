@@ -1,0 +1,125 @@
+"""Translate a test set with a saved model and score it with detokenized sacreBLEU and chrF.
+
+    vaswani-evaluate MODEL_DIR --src newstest2014.en --ref newstest2014.de --out-dir results
+    vaswani-evaluate MODEL_DIR --dataset wmt14_saved --split test --src-lang en --tgt-lang de
+    vaswani-evaluate --copy-baseline --src newstest2014.en --ref newstest2014.de
+
+Decoding is the model's generation config (the paper's beam 4, length penalty 0.6, at most source length + 50
+tokens) unless an option overrides it. Writes `hypotheses.txt` (one line per source) and `scores.json` to `--out-dir`
+and prints one summary line. `--copy-baseline` scores the sources themselves as hypotheses, without a model.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from transformers.utils import logging as transformers_logging
+
+# Importing the package also registers its model with the Auto classes used below.
+from vaswani_hf import evaluation, files
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", nargs="?", help="folder of a saved model and its tokenizer")
+    parser.add_argument("--copy-baseline", action="store_true", help="score the sources as hypotheses, no model")
+    data = parser.add_argument_group("test set: --src and --ref files, or --dataset")
+    data.add_argument("--src", help="source sentences, one per line (UTF-8)")
+    data.add_argument("--ref", nargs="+", metavar="FILE", help="reference file(s), one sentence per line, parallel")
+    data.add_argument("--dataset", help="folder of a datasets DatasetDict saved with save_to_disk")
+    data.add_argument("--split", default="test", help="split of --dataset (default: test)")
+    data.add_argument("--src-lang", help="source language key in the `translation` column of --dataset")
+    data.add_argument("--tgt-lang", help="target language key in the `translation` column of --dataset")
+    parser.add_argument("--out-dir", default=".", help="where to write hypotheses.txt and scores.json (default: .)")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--dtype", choices=list(evaluation.DTYPES), default="fp32", help="weights (default: fp32)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    decoding = parser.add_argument_group("decoding overrides (default: the model's generation config)")
+    decoding.add_argument("--num-beams", type=int)
+    decoding.add_argument("--length-penalty", type=float)
+    decoding.add_argument("--max-new-tokens", type=int, help="a fixed output limit instead of source length + 50")
+    metric = parser.add_argument_group("metric")
+    metric.add_argument("--tokenize", help="sacrebleu BLEU tokenizer (default: 13a)")
+    metric.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
+    args = parser.parse_args(argv)
+
+    if args.copy_baseline == (args.model_dir is not None):
+        parser.error("give either MODEL_DIR or --copy-baseline")
+    if (args.dataset is None) == (args.src is None and args.ref is None):
+        parser.error("give the test set either as --src and --ref files or as --dataset")
+    if args.dataset is None and (args.src is None or args.ref is None):
+        parser.error("--src and --ref go together")
+    if args.dataset is not None and (args.src_lang is None or args.tgt_lang is None):
+        parser.error("--dataset needs --src-lang and --tgt-lang, the keys of its `translation` column")
+    return args
+
+
+def load_test_set(args) -> tuple[list[str], list[str] | list[list[str]]]:
+    if args.dataset is not None:
+        return evaluation.load_translation_pairs(args.dataset, args.split, args.src_lang, args.tgt_lang)
+    sources = files.read_lines(args.src)
+    streams = [files.read_lines(path) for path in args.ref]
+    for path, stream in zip(args.ref, streams, strict=True):
+        if len(stream) != len(sources):
+            sys.exit(f"error: {args.src} has {len(sources)} lines but {path} has {len(stream)}; they must be parallel")
+    # One reference per sentence as a str, several as a list per sentence.
+    references = streams[0] if len(streams) == 1 else [list(refs) for refs in zip(*streams, strict=True)]
+    return sources, references
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    sources, references = load_test_set(args)
+    if not sources:
+        sys.exit("error: the test set is empty")
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = {"test_set": args.dataset or args.src, "split": args.split if args.dataset else None}
+
+    start = time.perf_counter()
+    if args.copy_baseline:
+        hypotheses = sources
+        report.update(model=None, decoding="copy the source")
+    else:
+        if args.no_progress:
+            transformers_logging.disable_progress_bar()
+        try:
+            model, tokenizer, device = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
+        except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
+            sys.exit(f"error: {error}")
+        overrides = dict(
+            num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens
+        )
+        generate_kwargs = {key: value for key, value in overrides.items() if value is not None}
+        hypotheses = evaluation.translate(
+            model,
+            tokenizer,
+            sources,
+            max_tokens=args.max_tokens,
+            show_progress=not args.no_progress,
+            **generate_kwargs,
+        )
+        report.update(
+            model=args.model_dir,
+            decoding=evaluation.decoding_settings(model, generate_kwargs),
+            max_tokens=args.max_tokens,
+            device=device,
+            dtype=args.dtype,
+        )
+    seconds = time.perf_counter() - start
+
+    scores = evaluation.score(hypotheses, references, tokenize=args.tokenize, lowercase=args.lowercase)
+    report = {**scores, "num_sentences": len(sources), **report, "seconds": round(seconds, 3)}
+    files.write_atomic(out_dir / "hypotheses.txt", "".join(line + "\n" for line in hypotheses))
+    files.write_atomic(out_dir / "scores.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(
+        f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  {len(sources)} sentences  {seconds:.1f} s  "
+        f"-> {out_dir / 'scores.json'}  ({scores['bleu_signature']})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Convert a saved model to CTranslate2, and optionally check that its greedy translations are ours.
+
+    vaswani-export-ct2 outputs/main-job/model outputs/main-job/ctranslate2
+    vaswani-export-ct2 MODEL_DIR OUTPUT_DIR --quantization int8 --force
+    vaswani-export-ct2 outputs/main-job/model outputs/main-job/ctranslate2 --check 200
+
+OUTPUT_DIR receives CTranslate2's model.bin, config.json and shared_vocabulary.json, plus the tokenizer, so that
+`vaswani_hf.export.ctranslate2.CTranslate2Translator(OUTPUT_DIR)` can translate text. An existing OUTPUT_DIR is
+refused unless --force, which replaces it. --quantization stores the weights as int8, float16, ... (default: float32).
+
+--check N translates the first N English sentences of the built-in corpus's test_help split greedily with our model
+and with the converted one, with the same output limit (source length + 50 unless --check-max-new-tokens), and prints
+how many are identical token for token; for each that differs, where they part and our model's log-probabilities of
+the two tokens there. --check-sentences FILE checks the lines of FILE instead.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from vaswani_hf.files import read_lines
+
+try:
+    from vaswani_hf.export.ctranslate2 import CTranslate2Translator, ExportError, VaswaniConverter, compare_greedy
+except ImportError as error:  # the optional ctranslate2 package is missing: the message says how to install it
+    sys.exit(f"error: {error}")
+from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES  # after the check above, which names what to install
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="folder of a saved VaswaniForConditionalGeneration (save_pretrained)")
+    parser.add_argument("output_dir", help="folder to write the CTranslate2 model to")
+    parser.add_argument("--tokenizer", metavar="DIR", help="folder of the model's tokenizer (default: MODEL_DIR)")
+    parser.add_argument("--quantization", choices=ACCEPTED_MODEL_TYPES, help="stored weight type (default: float32)")
+    parser.add_argument("--force", action="store_true", help="replace OUTPUT_DIR if it exists")
+    check = parser.add_argument_group("parity check (greedy, ours against the converted model)")
+    source = check.add_mutually_exclusive_group()
+    source.add_argument("--check", type=int, metavar="N", help="the first N sentences of the test_help split")
+    source.add_argument("--check-sentences", metavar="FILE", help="sentences to check, one per line (UTF-8)")
+    check.add_argument(
+        "--check-max-new-tokens", type=int, metavar="N", help="a fixed output limit instead of source length + 50"
+    )
+    check.add_argument("--check-report", metavar="FILE", help="write the comparison as JSON to FILE")
+    check.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="CPU threads of both models (default: their own)"
+    )
+    args = parser.parse_args(argv)
+    if args.check is not None and args.check <= 0:
+        parser.error("--check N needs a positive N")
+    return args
+
+
+def check_sentences(args: argparse.Namespace) -> list[str]:
+    if args.check_sentences is not None:
+        return read_lines(args.check_sentences)
+    from vaswani_hf.data.default_corpus import load_default_corpus
+
+    pairs = load_default_corpus()["test_help"]["translation"][: args.check]
+    return [pair["en"] for pair in pairs]
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    converter = VaswaniConverter(args.model_dir, args.tokenizer)
+    try:
+        output_dir = converter.convert(args.output_dir, quantization=args.quantization, force=args.force)
+    except (ExportError, OSError) as error:
+        # ExportError says what cannot be exported and why; OSError is a folder that cannot be read or written.
+        sys.exit(f"error: {error}")
+    print(f"Converted {args.model_dir} to {output_dir} ({args.quantization or 'float32'} weights)")
+    if args.check is None and args.check_sentences is None:
+        return
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sentences = check_sentences(args)
+    translator = CTranslate2Translator(output_dir, intra_threads=args.threads)
+    report = compare_greedy(converter.model, translator, sentences, max_new_tokens=args.check_max_new_tokens)
+    limit = f"at most {args.check_max_new_tokens}" if args.check_max_new_tokens else "at most source length + 50"
+    print(
+        f"Greedy translations, {limit} tokens: {report['identical']} of {report['sentences']} identical token for "
+        "token"
+    )
+    for difference in report["differences"]:
+        print(
+            f"  #{difference['index']}: part at output token {difference['position']}: ours "
+            f"{difference['ours_token']!r} (log-prob {difference['ours_log_prob']:.4f}), CTranslate2 "
+            f"{difference['ctranslate2_token']!r} ({difference['ctranslate2_log_prob']:.4f}), margin "
+            f"{difference['margin']:.2e}\n    source: {difference['source']}\n    ours:   {difference['ours']}\n"
+            f"    ct2:    {difference['ctranslate2']}"
+        )
+    if args.check_report:
+        Path(args.check_report).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

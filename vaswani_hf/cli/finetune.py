@@ -1,0 +1,153 @@
+"""Fine-tune a saved model with transformers' Seq2SeqTrainer and the paper's optimiser: Adam (0.9, 0.98, 1e-9) and the
+Eq. 3 learning rate, the model's label-smoothed loss over all target tokens of an update, length-grouped batches.
+
+    vaswani-finetune MODEL_DIR --train train.jsonl --validation dev.jsonl --output-dir finetuned
+    vaswani-finetune MODEL_DIR --train wmt_saved --validation wmt_saved --output-dir finetuned \\
+        --src-lang en --tgt-lang de --batch-size 64 --grad-accum 4 --warmup 4000 --eval-steps 1000 --bf16
+
+--train and --validation take what `vaswani_hf.data.parallel.load_parallel` reads: a folder written by datasets'
+save_to_disk (a Dataset, or a DatasetDict whose split --train-split / --validation-split picks) with a `translation`
+column, a .jsonl file of {"translation": {"en": ..., "de": ...}} or {"en": ..., "de": ...} rows, a two-column .tsv
+file (source, target), or a prefix PREFIX for the line-aligned files PREFIX.en and PREFIX.de.
+
+Writes the final model (safetensors), its tokenizer and generation config to --output-dir, where
+AutoModelForSeq2SeqLM.from_pretrained loads it, with checkpoints in checkpoint-* folders below it. With --validation,
+evaluation decodes with the model's generation config (the paper's beam search, at most source length + 50 tokens),
+and the final BLEU and chrF (sacreBLEU, detokenized) are printed and written to eval_results.json.
+"""
+
+import argparse
+import json
+import sys
+
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+# Importing the package also registers its model with the Auto classes used below.
+from vaswani_hf.data.parallel import load_parallel
+from vaswani_hf.training.corpus import check_tokenizer
+from vaswani_hf.training.finetuning import VaswaniSeq2SeqTrainer, finetuning_arguments, tokenize_translations
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="folder of a saved model and its tokenizer")
+    parser.add_argument("--output-dir", required=True, help="where the fine-tuned model and checkpoints go")
+    data = parser.add_argument_group("data")
+    data.add_argument("--train", required=True, metavar="FILE_OR_DIR", help="training pairs (see above)")
+    data.add_argument("--train-split", default="train", help="split of a saved DatasetDict (default: train)")
+    data.add_argument("--validation", metavar="FILE_OR_DIR", help="validation pairs, scored with BLEU and chrF")
+    data.add_argument("--validation-split", default="validation", help="split of a saved DatasetDict")
+    data.add_argument("--src-lang", default="en", help="source language key (default: en)")
+    data.add_argument("--tgt-lang", default="de", help="target language key (default: de)")
+    data.add_argument(
+        "--max-length",
+        type=int,
+        help="truncate sources and targets to this many tokens (default: max_position_embeddings minus the "
+        "generation config's max_length_offset, so that decoding source length + 50 tokens fits the model)",
+    )
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=float, default=1.0, help="passes over --train (default: 1)")
+    training.add_argument("--max-steps", type=int, default=-1, help="stop after this many updates; overrides --epochs")
+    training.add_argument("--batch-size", type=int, default=32, help="sentence pairs per device and micro-batch")
+    training.add_argument("--grad-accum", type=int, default=1, help="micro-batches per update (default: 1)")
+    training.add_argument("--lr-scale", type=float, default=1.0, help="multiplies Eq. 3 (default: 1, the paper)")
+    training.add_argument("--warmup", type=int, default=4000, help="Eq. 3 warm-up updates (default: 4000)")
+    training.add_argument(
+        "--max-grad-norm",
+        type=float,
+        default=0.0,
+        help="clip gradients to this norm (default: 0, no clipping, as the paper)",
+    )
+    training.add_argument("--eval-steps", type=int, help="evaluate every N updates (default: after each epoch)")
+    training.add_argument("--save-steps", type=int, help="checkpoint every N updates (default: after each epoch)")
+    training.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    training.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
+    training.add_argument("--report-to", default="none", help="logging integration, e.g. tensorboard (default: none)")
+    args = parser.parse_args(argv)
+    for name in ("batch_size", "grad_accum", "warmup", "eval_steps", "save_steps"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    if args.eval_steps is not None and args.validation is None:
+        parser.error("--eval-steps needs --validation")
+    return args
+
+
+def source_limit(args, model) -> int:
+    """The --max-length to use: the longest sequence the position table takes, less the room that decoding
+    source length + `max_length_offset` tokens needs when a validation set is decoded."""
+    positions = model.config.max_position_embeddings
+    offset = getattr(model.generation_config, "max_length_offset", None) or 0
+    room = positions - offset if args.validation is not None else positions
+    if args.max_length is None:
+        return room
+    if args.max_length > room:
+        sys.exit(
+            f"error: --max-length {args.max_length} does not fit the model's max_position_embeddings={positions}"
+            + (f" with {offset} tokens more for decoding" if room < positions else "")
+            + f"; use --max-length {room} or less"
+        )
+    return args.max_length
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
+    try:
+        check_tokenizer(model.config, tokenizer)
+    except ValueError as error:
+        sys.exit(f"error: {args.model_dir}: {error}")
+    max_length = source_limit(args, model)
+
+    def prepare(path, split):
+        pairs = load_parallel(path, src_lang=args.src_lang, tgt_lang=args.tgt_lang, split=split)
+        return tokenize_translations(
+            pairs, tokenizer, src_lang=args.src_lang, tgt_lang=args.tgt_lang, max_length=max_length
+        )
+
+    try:
+        train_dataset = prepare(args.train, args.train_split)
+        eval_dataset = prepare(args.validation, args.validation_split) if args.validation is not None else None
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+
+    training_args = finetuning_arguments(
+        args.output_dir,
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.grad_accum,
+        max_grad_norm=args.max_grad_norm,
+        eval_strategy="no" if eval_dataset is None else ("steps" if args.eval_steps else "epoch"),
+        eval_steps=args.eval_steps,
+        save_strategy="steps" if args.save_steps else "epoch",
+        save_steps=args.save_steps,
+        seed=args.seed,
+        bf16=args.bf16,
+        report_to=args.report_to,
+        predict_with_generate=eval_dataset is not None,
+    )
+    trainer = VaswaniSeq2SeqTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        warmup_steps=args.warmup,
+        lr_scale=args.lr_scale,
+    )
+    trainer.train()
+    # The model (with its generation config) and the tokenizer, as from_pretrained loads them.
+    trainer.save_model(args.output_dir)
+
+    if eval_dataset is not None:
+        metrics = trainer.evaluate()
+        trainer.save_metrics("eval", metrics)
+        print(json.dumps({"bleu": metrics["eval_bleu"], "chrf": metrics["eval_chrf"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

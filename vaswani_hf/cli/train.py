@@ -1,0 +1,301 @@
+"""Train the Transformer from scratch with the paper's recipe (§5), on one CPU, one GPU, or many through Accelerate.
+
+    vaswani-train --config small-cpu
+    vaswani-train --config base data.corpus=data/train data.validation=data/valid output_dir=runs/base
+    accelerate launch --config_file accelerate_configs/ddp.yaml -m vaswani_hf.cli.train --config base ...
+    vaswani-train --config small-cpu --resume          # continue the run in its output_dir
+
+The recipe lives in `vaswani_hf.training`; this file is the loop, in plain view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, set_seed
+from tqdm.auto import tqdm
+
+from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration
+from vaswani_hf.data.batching import collate
+from vaswani_hf.files import SaveError, remove_partial_model_dirs, write_atomic
+from vaswani_hf.training.checkpoints import CheckpointManager, TrainingState, checkpoint_state, save_averaged_model
+from vaswani_hf.training.corpus import load_or_train_tokenizer, prepare_corpus, tokenize_pairs
+from vaswani_hf.training.loss import training_loss
+from vaswani_hf.training.memory import keep_freed_memory
+from vaswani_hf.training.optim import noam_schedule, paper_adam
+from vaswani_hf.training.run_config import RunConfig
+from vaswani_hf.training.updates import plan_epoch
+from vaswani_hf.training.validation import validate
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="small-cpu", help="a preset (base, big, small-cpu) or a YAML file")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr_scale=2.0")
+    return parser.parse_args(argv)
+
+
+def build_model_config(cfg: RunConfig, tokenizer) -> VaswaniConfig:
+    preset = VaswaniConfig.big if cfg.model.preset == "big" else VaswaniConfig.base
+    return preset(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        **cfg.model.overrides(),
+    )
+
+
+def main(argv=None) -> int:
+    try:
+        return run(parse_args(argv))
+    except SaveError as error:
+        # A full disk: the message says what was kept and what to do; a traceback would bury it.
+        raise SystemExit(f"error: {error}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = RunConfig.load(args.config, args.overrides)
+    out = Path(cfg.output_dir)
+    if not args.resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+        raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or choose another output_dir.")
+    if args.resume and (out / "run_config.yaml").is_file():
+        conflicts = cfg.resume_conflicts(RunConfig.load(out / "run_config.yaml"))
+        if conflicts:
+            changes = "; ".join(f"{key}: {old!r} then, {new!r} now" for key, (old, new) in conflicts.items())
+            raise SystemExit(
+                f"--resume: the run in {out} was started with other settings, which the saved position in its data "
+                f"and schedule depends on ({changes}). Resume with the values it was started with (only the budget "
+                "and the logging, checkpointing and validation settings may change), or start a new output_dir."
+            )
+
+    accelerator = Accelerator(
+        # Without an accelerator, processes started by torchrun (`accelerate launch --multi_gpu`) join over gloo.
+        cpu=not torch.accelerator.is_available(),
+        mixed_precision=cfg.train.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(out),
+        # Eq. 3 counts optimizer updates; by default Accelerate would step the schedule once per process.
+        step_scheduler_with_optimizer=False,
+    )
+    log = accelerator.print
+    log(f"{accelerator.num_processes} process(es), {accelerator.distributed_type.value}, on {accelerator.device}")
+    if accelerator.device.type == "cpu":
+        keep_freed_memory()
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        # DeepSpeed steps the optimizer inside backward after a fixed number of micro-batches; an update here is
+        # however many length-bucketed micro-batches make up train.update_tokens.
+        raise SystemExit(
+            "DeepSpeed is not supported by vaswani-train: its fixed gradient-accumulation count does not fit "
+            "token-budget updates. Use scripts/accelerate/fsdp.yaml (sharded) or ddp-multinode.yaml (several nodes)."
+        )
+    if accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version != 2:
+        # Validation decodes with the model as it is in training; FSDP1 wraps it in a module whose parameters are
+        # flattened views, which `generate()` cannot run on.
+        raise SystemExit(
+            "FSDP version 1 is not supported by vaswani-train: set fsdp_version: 2, as in "
+            "scripts/accelerate/fsdp.yaml."
+        )
+    set_seed(cfg.train.seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    # Data and tokenizer: the main process builds what is cached (corpus, BPE), the others then load it.
+    with accelerator.main_process_first():
+        corpus = prepare_corpus(cfg.data, log=log if accelerator.is_main_process else None)
+        tokenizer = load_or_train_tokenizer(cfg.data, corpus["train"], out / "tokenizer", resume=args.resume)
+        train_set, dropped = tokenize_pairs(
+            corpus["train"], tokenizer, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
+            max_length=cfg.data.max_length,
+        )  # fmt: skip
+        valid_set = None
+        if "validation" in corpus:
+            valid_set, _ = tokenize_pairs(
+                corpus["validation"], tokenizer, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
+                max_length=cfg.data.max_length,
+            )  # fmt: skip
+    log(f"train: {len(train_set)} pairs ({dropped} over {cfg.data.max_length} tokens dropped)")
+    src_lengths = [len(x) for x in train_set["input_ids"]]
+    tgt_lengths = [len(x) for x in train_set["labels"]]
+
+    model_config = build_model_config(cfg, tokenizer)
+    config_dir = out / "model_config"
+    if args.resume:
+        saved = VaswaniConfig.from_pretrained(config_dir)
+        if saved.to_diff_dict() != model_config.to_diff_dict():
+            raise SystemExit(
+                f"The run in {out} was trained with another model configuration ({config_dir}/config.json); resume "
+                "with the run config it was started with, or start a new output_dir."
+            )
+    model = VaswaniForConditionalGeneration(model_config)
+    if cfg.model.attn_implementation is not None:
+        model.set_attn_implementation(cfg.model.attn_implementation)
+    if accelerator.is_main_process:
+        model_config.save_pretrained(config_dir)  # what averaging builds the final model from
+        write_atomic(out / "run_config.yaml", cfg.to_yaml())
+    shape = {k: getattr(model_config, k) for k in ("vocab_size", "d_model", "d_ff", "num_heads", "encoder_layers")}
+    log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {shape}")
+
+    optimizer = paper_adam(model.parameters(), cfg.train.lr_scale, cfg.train.weight_decay)
+    scheduler = noam_schedule(optimizer, model_config.d_model, cfg.train.warmup_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    state = TrainingState()
+    checkpoints = CheckpointManager(out / "checkpoints", keep=cfg.checkpoint.keep)
+    if args.resume:
+        checkpoints.remove_partial()
+        if accelerator.is_main_process:
+            remove_partial_model_dirs(out / "model")  # what a kill during the final averaging left
+        latest = checkpoints.latest()
+        if latest is None:
+            raise SystemExit(f"--resume: no checkpoint in {checkpoints.root}.")
+        accelerator.load_state(str(latest))  # model, optimizer, schedule, RNG: no pickle loaded with code
+        state = TrainingState(**checkpoint_state(latest))
+        log(f"resumed from {latest}: update {state.step}, epoch {state.epoch}")
+
+    accelerator.init_trackers("train", config={k: str(v) for k, v in cfg.to_flat_dict().items()})
+
+    # SIGTERM (schedulers, `kill`) and SIGINT (Ctrl-C) finish the current update, checkpoint and exit.
+    stop_signal = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop_signal.append(signum))
+
+    unwrapped = accelerator.unwrap_model(model)
+    progress = tqdm(
+        total=cfg.train.max_steps, initial=state.step, disable=not accelerator.is_main_process, desc="updates"
+    )
+    last_checkpoint_time = time.monotonic()
+    logged_loss, logged_tokens, logged_seconds = torch.zeros((), device=accelerator.device), 0, 0.0
+    # A resumed run whose budget is already spent trains no further update.
+    finished = _budget_spent(cfg, state) or (cfg.train.max_epochs is not None and state.epoch >= cfg.train.max_epochs)
+    if finished and (out / "train_summary.json").is_file():
+        log(f"the run in {out} finished at update {state.step}: nothing to do (raise the budget to train on)")
+        accelerator.end_training()
+        return 0
+    plan = []
+    while not finished:
+        plan = plan_epoch(
+            src_lengths, tgt_lengths, max_tokens=cfg.train.max_tokens, update_tokens=cfg.train.update_tokens,
+            num_processes=world, seed=cfg.train.seed, epoch=state.epoch,
+        )  # fmt: skip
+        if not plan:
+            # Every epoch would be empty and the loop would never end.
+            raise SystemExit(
+                f"Nothing to train on: {len(train_set)} training pairs ({dropped} over data.max_length="
+                f"{cfg.data.max_length} tokens dropped) make no update of a micro-batch for each of {world} "
+                "process(es). Raise data.max_length, give a larger corpus, or run fewer processes."
+            )
+        for update in plan[state.update_in_epoch :]:
+            started = time.perf_counter()
+            model.train()
+            micro_batches = update.for_process(rank, world)
+            for i, indices in enumerate(micro_batches):
+                batch = {
+                    k: v.to(accelerator.device)
+                    for k, v in collate(train_set[indices], model_config.pad_token_id).items()
+                }
+                # Gradients are summed locally and averaged across processes only on the last micro-batch; dividing
+                # each loss by (update tokens / processes) makes the result the update's per-token mean (§5.1).
+                sync = nullcontext() if i == len(micro_batches) - 1 else accelerator.no_sync(model)
+                with sync:
+                    loss = training_loss(model, batch, cfg.train.label_smoothing, update.target_tokens / world)
+                    accelerator.backward(loss)
+                logged_loss += loss.detach()
+            if cfg.train.clip_norm is not None:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            seconds = time.perf_counter() - started
+            state.step += 1
+            state.update_in_epoch += 1
+            state.target_tokens += update.target_tokens
+            state.train_seconds += seconds
+            logged_tokens += update.target_tokens
+            logged_seconds += seconds
+            progress.update()
+
+            if state.step % cfg.train.log_every == 0:
+                mean_loss = accelerator.reduce(logged_loss, "mean").item() / cfg.train.log_every
+                metrics = {
+                    "train/loss": mean_loss,
+                    "train/lr": scheduler.get_last_lr()[0],
+                    "train/target_tokens_per_s": logged_tokens / logged_seconds,
+                    "train/minutes": state.train_seconds / 60,
+                    "train/epoch": state.epoch + state.update_in_epoch / len(plan),
+                }
+                accelerator.log(metrics, step=state.step)
+                progress.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{logged_tokens / logged_seconds:.0f}")
+                logged_loss.zero_()
+                logged_tokens, logged_seconds = 0, 0.0
+
+            # Every process must agree on stopping, validating and checkpointing, even when only one got the signal
+            # or the clocks differ (each measures its own update time): a max over processes, taken before any of
+            # them, since validation and checkpointing are collective too.
+            due = _checkpoint_due(cfg, state.step, time.monotonic() - last_checkpoint_time)
+            finished = _budget_spent(cfg, state)
+            flags = torch.tensor([float(bool(stop_signal)), float(due), float(finished)], device=accelerator.device)
+            stop, due, finished = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
+            if valid_set is not None and cfg.eval.every_steps and (state.step % cfg.eval.every_steps == 0 or finished):
+                metrics = validate(unwrapped, tokenizer, valid_set, corpus["validation"], cfg, accelerator)
+                accelerator.log(metrics, step=state.step)
+                log(f"update {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            if due or stop or finished:
+                path = checkpoints.save(accelerator, state.step, model, state)
+                last_checkpoint_time = time.monotonic()
+                log(f"saved {path}")
+            if stop:
+                log(f"stopped by signal at update {state.step}; continue with --resume")
+                accelerator.end_training()
+                return 0
+            if finished:
+                break
+        else:
+            state.epoch += 1
+            state.update_in_epoch = 0
+            finished = finished or (cfg.train.max_epochs is not None and state.epoch >= cfg.train.max_epochs)
+            if finished:
+                checkpoints.save(accelerator, state.step, model, state)
+    progress.close()
+
+    # §6.1: the final model averages the last checkpoints.
+    if accelerator.is_main_process:
+        last = checkpoints.checkpoints()[-cfg.checkpoint.average_last :]
+        model_dir = save_averaged_model(last, config_dir, out / "model", tokenizer=tokenizer)
+        summary = {
+            "updates": state.step,
+            "epochs": state.epoch + state.update_in_epoch / max(len(plan), 1),
+            "target_tokens": state.target_tokens,
+            "train_minutes": state.train_seconds / 60,
+            "averaged_checkpoints": [p.name for p in last],
+        }
+        write_atomic(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+        log(f"averaged {len(last)} checkpoints into {model_dir}: {summary}")
+    accelerator.end_training()
+    return 0
+
+
+def _budget_spent(cfg: RunConfig, state: TrainingState) -> bool:
+    t = cfg.train
+    return (t.max_steps is not None and state.step >= t.max_steps) or (
+        t.max_minutes is not None and state.train_seconds >= t.max_minutes * 60
+    )
+
+
+def _checkpoint_due(cfg: RunConfig, step: int, seconds_since: float) -> bool:
+    c = cfg.checkpoint
+    return (c.every_steps is not None and step % c.every_steps == 0) or (
+        c.every_minutes is not None and seconds_since >= c.every_minutes * 60
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

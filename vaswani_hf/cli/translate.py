@@ -1,0 +1,66 @@
+"""Translate lines of text with a saved model, one output line per input line.
+
+    vaswani-translate MODEL_DIR --input newstest2014.en --output hypotheses.de
+    echo "the house is small" | vaswani-translate MODEL_DIR --no-progress
+
+Reads UTF-8 lines from --input (default: stdin) and writes their translations to --output (default: stdout); an
+empty input line gives an empty output line at the same position. Decoding is the model's generation config (the
+paper's beam 4, length penalty 0.6, at most source length + 50 tokens) unless an option overrides it.
+"""
+
+import argparse
+import sys
+
+from transformers.utils import logging as transformers_logging
+
+# Importing the package also registers its model with the Auto classes used below.
+from vaswani_hf import evaluation, files
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="folder of a saved model and its tokenizer")
+    parser.add_argument("--input", help="file of sentences, one per line (default: stdin)")
+    parser.add_argument("--output", help="file for the translations (default: stdout)")
+    parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--dtype", choices=list(evaluation.DTYPES), default="fp32", help="weights (default: fp32)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    decoding = parser.add_argument_group("decoding overrides (default: the model's generation config)")
+    decoding.add_argument("--num-beams", type=int)
+    decoding.add_argument("--max-new-tokens", type=int, help="a fixed output limit instead of source length + 50")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    # Standard input through its file descriptor, read as a file is: the locale's encoding of sys.stdin need not be
+    # UTF-8, and its universal newlines would end a line at a lone "\r".
+    sentences = files.read_lines(sys.stdin.fileno() if args.input is None else args.input)
+
+    if args.no_progress:
+        transformers_logging.disable_progress_bar()
+    try:
+        model, tokenizer, _ = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
+    except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
+        sys.exit(f"error: {error}")
+    overrides = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
+    hypotheses = evaluation.translate(
+        model,
+        tokenizer,
+        sentences,
+        max_tokens=args.max_tokens,
+        show_progress=not args.no_progress,
+        **{key: value for key, value in overrides.items() if value is not None},
+    )
+
+    text = "".join(line + "\n" for line in hypotheses)
+    if args.output is None:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
+    else:
+        files.write_atomic(args.output, text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Writing and reading files so that nothing is lost: atomic file writes, model directories swapped in whole, failed
+writes (a full disk) reported in one error that says what was kept, and one reader of sentence files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from safetensors import SafetensorError
+
+
+def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
+    """Writes `content` (text as UTF-8, or bytes) to `path` through a temporary file in the same folder and
+    `os.replace`, so that `path` never holds a partial file, even when the process is killed while writing. Missing
+    parent folders are made."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        text_mode = dict(mode="w", encoding="utf-8", newline="") if isinstance(content, str) else dict(mode="wb")
+        with os.fdopen(handle, **text_mode) as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        # mkstemp creates the file readable by its owner only; give it the permissions of a normally written file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def iter_lines(path: str | os.PathLike | int) -> Iterator[str]:
+    """The lines of a UTF-8 text file, one sentence each, read one at a time: a line ends at "\\n" only ("\\r\\n"
+    counts as "\\n", a final line break ends the last line), and a byte-order mark at the start of the file is dropped.
+    `path` may also be an open file descriptor, such as `sys.stdin.fileno()`; it is left open.
+
+    This is the one reader of sentence files, for corpora (`vaswani_hf.data`) as for test sets and inputs to translate.
+    """
+    # utf-8-sig: some editors and spreadsheet exports start UTF-8 files with a byte-order mark, which would otherwise
+    # stay glued to the first sentence (and cost BLEU against a reference without one). newline="\n": universal
+    # newlines (Python's default) would also end a line at a lone "\r", and str.splitlines at U+2028, \x1c, ... too;
+    # these occur inside sentences of web-crawled text, and splitting there shifts every later line against the other
+    # side of the corpus or against its reference.
+    with open(path, encoding="utf-8-sig", newline="\n", closefd=not isinstance(path, int)) as file:
+        for line in file:
+            yield line.removesuffix("\n").removesuffix("\r")
+
+
+def read_lines(path: str | os.PathLike | int) -> list[str]:
+    """All the lines of a UTF-8 text file (see `iter_lines`)."""
+    return list(iter_lines(path))
+
+
+class SaveError(RuntimeError):
+    """A checkpoint or a model directory could not be written (most often: the disk is full). What was there
+    before is intact and the partial folder removed; the message says where and why."""
+
+
+def is_write_error(error: BaseException) -> bool:
+    """Whether `error` is how a failed write (a full disk, a quota, a file size limit) surfaces from the writers that
+    checkpoints and model directories go through. Only Python's own file calls raise OSError; the libraries that write
+    the weights and states raise types of their own:
+
+    - `open`, `mkdir`, `os.replace`, `shutil.copyfile` (config.json, tokenizer_config.json, the code files): OSError;
+    - safetensors (model.safetensors, in `save_state` and `save_pretrained`): its own SafetensorError;
+    - `torch.save` (optimizer, scheduler, RNG and training state in `save_state`): RuntimeError from its zip writer
+      ("PytorchStreamWriter failed writing file ..." or "[enforce fail at inline_container.cc] unexpected pos ...");
+    - tokenizers' Rust writer (tokenizer.json): a bare Exception.
+    """
+    return isinstance(error, (OSError, SafetensorError, RuntimeError)) or type(error) is Exception
+
+
+# What a model directory saved by `save_model_dir` consists of, besides `REMOTE_CODE_FILES`: what `save_pretrained` of
+# the model and of the tokenizer write, and the model card (vaswani-model-card writes it into the folder).
+MODEL_DIR_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "README.md",
+)
+
+
+WEIGHT_SHARD_PATTERN = "model-*-of-*.safetensors"
+
+
+def check_replaceable_model_dir(output_dir: str | Path) -> None:
+    """Raises `FileExistsError` unless `output_dir` is absent, an empty folder, or a model directory this package
+    saved: a `config.json` of this model type, safetensors weights, and nothing else than the files such a directory
+    consists of. Replacing a folder deletes it: anything else there (a training run, a checkpoint, a user's file, a
+    subfolder) is never deleted on a guess."""
+    from .configuration_vaswani import VaswaniConfig
+    from .modeling_vaswani import REMOTE_CODE_FILES
+
+    output_dir = Path(output_dir)
+    what_to_do = "Choose another output folder, or delete it yourself if it can go."
+    if output_dir.is_symlink() or (output_dir.exists() and not output_dir.is_dir()):
+        raise FileExistsError(f"{output_dir} exists and is not a folder; it is left as it is. {what_to_do}")
+    if not output_dir.exists():
+        return
+    entries = sorted(output_dir.iterdir())
+    if not entries:
+        return
+    known = {*MODEL_DIR_FILES, *REMOTE_CODE_FILES}
+    others = [
+        entry.name + ("/" if entry.is_dir() else "")
+        for entry in entries
+        if entry.is_symlink()
+        or not entry.is_file()
+        or (entry.name not in known and not Path(entry.name).match(WEIGHT_SHARD_PATTERN))
+    ]
+    try:
+        model_type = json.loads((output_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    has_weights = any(entry.suffix == ".safetensors" for entry in entries)
+    if others:
+        listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        reason = f"it holds files that are not part of a saved model ({listed})"
+    elif model_type != VaswaniConfig.model_type or not has_weights:
+        reason = f"it is not a saved {VaswaniConfig.model_type} model (no config.json of one, or no weights)"
+    else:
+        return
+    raise FileExistsError(
+        f"Will not replace {output_dir}: {reason}, and replacing deletes the folder. Only a model directory this "
+        f"package saved (config.json, *.safetensors, code, tokenizer, README.md) is replaced. {what_to_do}"
+    )
+
+
+def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
+    """`save_pretrained` (and the tokenizer's) into a temporary sibling, then an atomic swap into `output_dir`.
+
+    An existing `output_dir` is replaced only if it is empty or a model directory this package saved (see
+    `check_replaceable_model_dir`); anything else raises `FileExistsError` before anything is written. A failed write
+    raises `SaveError` and leaves the old model directory as it was.
+    """
+    output_dir = Path(output_dir)
+    # `abspath` gives "." and "x/.." a name, for the sibling folders, without following links.
+    target = Path(os.path.abspath(output_dir))
+    check_replaceable_model_dir(target)
+    existed = target.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A name of its own (not a fixed `.tmp-<name>`): what is removed on failure is only ever what this call made.
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        # mkdtemp makes the folder private (0700); the model directory gets the permissions of a normal mkdir.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if existed:
+            _swap_in(tmp, target)
+        else:
+            os.replace(tmp, target)
+    except BaseException as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not is_write_error(error):
+            raise
+        before = "the model that was there is intact" if existed else "nothing was left behind"
+        raise SaveError(
+            f"could not write the model to {output_dir}: {error}; free disk space and save again: {before}."
+        ) from error
+    return output_dir
+
+
+def remove_partial_model_dirs(target: str | Path) -> None:
+    """Delete the temporary folders that a kill during `save_model_dir(..., target)` left beside `target`: the new
+    model being written (`.tmp-<name>-*`) and an old one being replaced (`.old-<name>-*`)."""
+    target = Path(os.path.abspath(target))
+    if target.parent.is_dir():
+        for prefix in (".tmp-", ".old-"):
+            for leftover in target.parent.glob(f"{prefix}{target.name}-*"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Replace the folder `target` by the folder `new`: `target` is moved aside, `new` renamed in its place, then the
+    old one removed. If the rename fails, `target` is moved back."""
+    old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
+    old.rmdir()  # only the unique name is wanted: renaming a folder onto an existing one fails on Windows
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        warnings.warn(
+            f"Saved {target}, but could not remove the previous model moved to {old}; delete it yourself.",
+            stacklevel=3,
+        )
