@@ -19,6 +19,7 @@ from transformers.utils import logging as transformers_logging
 
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf import evaluation, files
+from vaswani_hf.cli.options import add_translation_options, decoding_overrides
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,14 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--src-lang", help="source language key in the `translation` column of --dataset")
     data.add_argument("--tgt-lang", help="target language key in the `translation` column of --dataset")
     parser.add_argument("--out-dir", default=".", help="where to write hypotheses.txt and scores.json (default: .)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    parser.add_argument("--dtype", choices=list(evaluation.DTYPES), default="fp32", help="weights (default: fp32)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    decoding = parser.add_argument_group("decoding overrides (default: the model's generation config)")
-    decoding.add_argument("--num-beams", type=int)
-    decoding.add_argument("--length-penalty", type=float)
-    decoding.add_argument("--max-new-tokens", type=int, help="a fixed output limit instead of source length + 50")
+    add_translation_options(parser)
     metric = parser.add_argument_group("metric")
     metric.add_argument("--tokenize", help="sacrebleu BLEU tokenizer (default: 13a)")
     metric.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
@@ -90,10 +84,7 @@ def main(argv=None) -> None:
             model, tokenizer, device = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
         except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
             sys.exit(f"error: {error}")
-        overrides = dict(
-            num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens
-        )
-        generate_kwargs = {key: value for key, value in overrides.items() if value is not None}
+        generate_kwargs = decoding_overrides(args)
         hypotheses = evaluation.translate(
             model,
             tokenizer,

@@ -2,10 +2,10 @@
 
     vaswani-train --config small-cpu
     vaswani-train --config base data.corpus=data/train data.validation=data/valid output_dir=runs/base
-    accelerate launch --config_file accelerate_configs/ddp.yaml -m vaswani_hf.cli.train --config base ...
+    accelerate launch --config_file scripts/accelerate/ddp.yaml -m vaswani_hf.cli.train --config base ...
     vaswani-train --config small-cpu --resume          # continue the run in its output_dir
 
-The recipe lives in `vaswani_hf.training`; this file is the loop, in plain view.
+The recipe lives in `vaswani_hf.training`; this file is the loop, in plain view: setup → train → finish.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import signal
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -64,6 +65,43 @@ def main(argv=None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Setup, train, finish; a run stopped by a signal skips the finish, a finished one does nothing."""
+    session = setup(args)
+    state = session.state
+    if _finished(session.cfg, state) and (session.out / "train_summary.json").is_file():
+        session.accelerator.print(
+            f"the run in {session.out} finished at update {state.step}: nothing to do (raise the budget to train on)"
+        )
+    elif train(session):
+        finish(session)
+    session.accelerator.end_training()
+    return 0
+
+
+@dataclass
+class Run:
+    """What `setup` builds for `train` and `finish`."""
+
+    cfg: RunConfig
+    out: Path
+    accelerator: Accelerator
+    corpus: dict
+    tokenizer: object
+    train_set: object
+    dropped: int
+    valid_set: object
+    model_config: VaswaniConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    checkpoints: CheckpointManager
+    state: TrainingState
+    updates_per_epoch: int = 0
+
+
+def setup(args: argparse.Namespace) -> Run:
+    """The run config checked against a run being resumed, the processes, corpus, tokenizer and model, and the state
+    of the newest checkpoint when resuming."""
     cfg = RunConfig.load(args.config, args.overrides)
     out = Path(cfg.output_dir)
     if not args.resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
@@ -106,7 +144,6 @@ def run(args: argparse.Namespace) -> int:
             "scripts/accelerate/fsdp.yaml."
         )
     set_seed(cfg.train.seed)
-    rank, world = accelerator.process_index, accelerator.num_processes
 
     # Data and tokenizer: the main process builds what is cached (corpus, BPE), the others then load it.
     with accelerator.main_process_first():
@@ -123,8 +160,6 @@ def run(args: argparse.Namespace) -> int:
                 max_length=cfg.data.max_length,
             )  # fmt: skip
     log(f"train: {len(train_set)} pairs ({dropped} over {cfg.data.max_length} tokens dropped)")
-    src_lengths = [len(x) for x in train_set["input_ids"]]
-    tgt_lengths = [len(x) for x in train_set["labels"]]
 
     model_config = build_model_config(cfg, tokenizer)
     config_dir = out / "model_config"
@@ -162,6 +197,21 @@ def run(args: argparse.Namespace) -> int:
 
     accelerator.init_trackers("train", config={k: str(v) for k, v in cfg.to_flat_dict().items()})
 
+    return Run(
+        cfg, out, accelerator, corpus, tokenizer, train_set, dropped, valid_set, model_config, model, optimizer,
+        scheduler, checkpoints, state,
+    )  # fmt: skip
+
+
+def train(run: Run) -> bool:
+    """Updates until the budget is spent (True) or a signal stops the run after a checkpoint (False)."""
+    cfg, accelerator, state, model, train_set = run.cfg, run.accelerator, run.state, run.model, run.train_set
+    optimizer, scheduler, checkpoints = run.optimizer, run.scheduler, run.checkpoints
+    rank, world = accelerator.process_index, accelerator.num_processes
+    log = accelerator.print
+    src_lengths = [len(x) for x in train_set["input_ids"]]
+    tgt_lengths = [len(x) for x in train_set["labels"]]
+
     # SIGTERM (schedulers, `kill`) and SIGINT (Ctrl-C) finish the current update, checkpoint and exit.
     stop_signal = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -174,11 +224,7 @@ def run(args: argparse.Namespace) -> int:
     last_checkpoint_time = time.monotonic()
     logged_loss, logged_tokens, logged_seconds = torch.zeros((), device=accelerator.device), 0, 0.0
     # A resumed run whose budget is already spent trains no further update.
-    finished = _budget_spent(cfg, state) or (cfg.train.max_epochs is not None and state.epoch >= cfg.train.max_epochs)
-    if finished and (out / "train_summary.json").is_file():
-        log(f"the run in {out} finished at update {state.step}: nothing to do (raise the budget to train on)")
-        accelerator.end_training()
-        return 0
+    finished = _finished(cfg, state)
     plan = []
     while not finished:
         plan = plan_epoch(
@@ -188,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         if not plan:
             # Every epoch would be empty and the loop would never end.
             raise SystemExit(
-                f"Nothing to train on: {len(train_set)} training pairs ({dropped} over data.max_length="
+                f"Nothing to train on: {len(train_set)} training pairs ({run.dropped} over data.max_length="
                 f"{cfg.data.max_length} tokens dropped) make no update of a micro-batch for each of {world} "
                 "process(es). Raise data.max_length, give a larger corpus, or run fewer processes."
             )
@@ -199,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             for i, indices in enumerate(micro_batches):
                 batch = {
                     k: v.to(accelerator.device)
-                    for k, v in collate(train_set[indices], model_config.pad_token_id).items()
+                    for k, v in collate(train_set[indices], run.model_config.pad_token_id).items()
                 }
                 # Gradients are summed locally and averaged across processes only on the last micro-batch; dividing
                 # each loss by (update tokens / processes) makes the result the update's per-token mean (§5.1).
@@ -244,8 +290,12 @@ def run(args: argparse.Namespace) -> int:
             finished = _budget_spent(cfg, state)
             flags = torch.tensor([float(bool(stop_signal)), float(due), float(finished)], device=accelerator.device)
             stop, due, finished = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
-            if valid_set is not None and cfg.eval.every_steps and (state.step % cfg.eval.every_steps == 0 or finished):
-                metrics = validate(unwrapped, tokenizer, valid_set, corpus["validation"], cfg, accelerator)
+            if (
+                run.valid_set is not None
+                and cfg.eval.every_steps
+                and (state.step % cfg.eval.every_steps == 0 or finished)
+            ):
+                metrics = validate(unwrapped, run.tokenizer, run.valid_set, run.corpus["validation"], cfg, accelerator)
                 accelerator.log(metrics, step=state.step)
                 log(f"update {state.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
             if due or stop or finished:
@@ -254,8 +304,8 @@ def run(args: argparse.Namespace) -> int:
                 log(f"saved {path}")
             if stop:
                 log(f"stopped by signal at update {state.step}; continue with --resume")
-                accelerator.end_training()
-                return 0
+                progress.close()
+                return False
             if finished:
                 break
         else:
@@ -265,22 +315,29 @@ def run(args: argparse.Namespace) -> int:
             if finished:
                 checkpoints.save(accelerator, state.step, model, state)
     progress.close()
+    run.updates_per_epoch = len(plan)
+    return True
 
-    # §6.1: the final model averages the last checkpoints.
+
+def finish(run: Run) -> None:
+    """§6.1: the final model averages the last checkpoints; the summary says what the run did."""
+    cfg, state, accelerator = run.cfg, run.state, run.accelerator
     if accelerator.is_main_process:
-        last = checkpoints.checkpoints()[-cfg.checkpoint.average_last :]
-        model_dir = save_averaged_model(last, config_dir, out / "model", tokenizer=tokenizer)
+        last = run.checkpoints.checkpoints()[-cfg.checkpoint.average_last :]
+        model_dir = save_averaged_model(last, run.out / "model_config", run.out / "model", tokenizer=run.tokenizer)
         summary = {
             "updates": state.step,
-            "epochs": state.epoch + state.update_in_epoch / max(len(plan), 1),
+            "epochs": state.epoch + state.update_in_epoch / max(run.updates_per_epoch, 1),
             "target_tokens": state.target_tokens,
             "train_minutes": state.train_seconds / 60,
             "averaged_checkpoints": [p.name for p in last],
         }
-        write_atomic(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
-        log(f"averaged {len(last)} checkpoints into {model_dir}: {summary}")
-    accelerator.end_training()
-    return 0
+        write_atomic(run.out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+        accelerator.print(f"averaged {len(last)} checkpoints into {model_dir}: {summary}")
+
+
+def _finished(cfg: RunConfig, state: TrainingState) -> bool:
+    return _budget_spent(cfg, state) or (cfg.train.max_epochs is not None and state.epoch >= cfg.train.max_epochs)
 
 
 def _budget_spent(cfg: RunConfig, state: TrainingState) -> bool:

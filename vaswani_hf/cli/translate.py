@@ -15,6 +15,7 @@ from transformers.utils import logging as transformers_logging
 
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf import evaluation, files
+from vaswani_hf.cli.options import add_translation_options, decoding_overrides
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,13 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("model_dir", help="folder of a saved model and its tokenizer")
     parser.add_argument("--input", help="file of sentences, one per line (default: stdin)")
     parser.add_argument("--output", help="file for the translations (default: stdout)")
-    parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    parser.add_argument("--dtype", choices=list(evaluation.DTYPES), default="fp32", help="weights (default: fp32)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    decoding = parser.add_argument_group("decoding overrides (default: the model's generation config)")
-    decoding.add_argument("--num-beams", type=int)
-    decoding.add_argument("--max-new-tokens", type=int, help="a fixed output limit instead of source length + 50")
+    add_translation_options(parser)
     return parser.parse_args(argv)
 
 
@@ -44,14 +39,13 @@ def main(argv=None) -> None:
         model, tokenizer, _ = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
     except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
         sys.exit(f"error: {error}")
-    overrides = dict(num_beams=args.num_beams, max_new_tokens=args.max_new_tokens)
     hypotheses = evaluation.translate(
         model,
         tokenizer,
         sentences,
         max_tokens=args.max_tokens,
         show_progress=not args.no_progress,
-        **{key: value for key, value in overrides.items() if value is not None},
+        **decoding_overrides(args),
     )
 
     text = "".join(line + "\n" for line in hypotheses)

@@ -22,6 +22,8 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, Features, Translation, Value
 
+from .parallel import normalise_whitespace
+
 HELP_PACKAGES = ("libreoffice-help-en-us", "libreoffice-help-de")
 DING_PACKAGE = "trans-de-en"
 PACKAGES = (*HELP_PACKAGES, DING_PACKAGE)
@@ -45,12 +47,6 @@ ALTERNATIVES = (
     "use your own parallel files with vaswani_hf.data.parallel.load_parallel (aligned text files, TSV or JSONL), or a "
     "Hugging Face Hub dataset with load_parallel('hub:wmt14:de-en', src_lang='en', tgt_lang='de')"
 )
-
-_WHITESPACE = re.compile(r"\s+")
-
-
-def _collapse(text: str) -> str:
-    return _WHITESPACE.sub(" ", text).strip()
 
 
 def _bucket(key: str) -> int:
@@ -198,7 +194,7 @@ class _UnitParser(html.parser.HTMLParser):
             if self._units and self._units[-1].index == closing:
                 unit = self._units.pop()
                 text = _IMAGE_BEFORE_PUNCTUATION.sub("", "".join(unit.parts))
-                self.units.append((unit.element_id, _collapse(text.replace(_IMAGE, " "))))
+                self.units.append((unit.element_id, normalise_whitespace(text.replace(_IMAGE, " "))))
 
 
 def parse_help_page(text: str) -> dict[str, str]:
@@ -260,7 +256,7 @@ _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?])")
 
 
 def _strip_ding(text: str) -> str:
-    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", _collapse(_DING_ANNOTATION.sub(" ", text)))
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", normalise_whitespace(_DING_ANNOTATION.sub(" ", text)))
 
 
 def parse_ding(path: str | os.PathLike) -> list[dict]:

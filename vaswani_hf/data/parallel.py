@@ -323,7 +323,8 @@ class CleaningReport:
         return asdict(self)
 
 
-def _normalise(text: str | None) -> str:
+def normalise_whitespace(text: str | None) -> str:
+    """Every run of whitespace (newlines, tabs, non-breaking spaces) as one space, none at either end; None as ""."""
     return _WHITESPACE.sub(" ", text).strip() if text else ""
 
 
@@ -369,7 +370,7 @@ def clean_parallel(
     def check(batch: dict) -> dict:
         translations, reasons, keys = [], [], []
         for pair in batch["translation"]:
-            src, tgt = _normalise(pair[src_lang]), _normalise(pair[tgt_lang])
+            src, tgt = normalise_whitespace(pair[src_lang]), normalise_whitespace(pair[tgt_lang])
             translations.append({**pair, src_lang: src, tgt_lang: tgt})
             n_src, n_tgt = len(src.split()), len(tgt.split())
             longer, shorter = max(n_src, n_tgt), min(n_src, n_tgt)

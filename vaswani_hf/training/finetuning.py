@@ -1,6 +1,6 @@
 """Fine-tuning with transformers' `Seq2SeqTrainer` under the paper's recipe (§5): Adam with beta2 0.98 and eps 1e-9,
 the Eq. 3 learning rate, label-smoothed cross-entropy (§5.4) normalised over every target token of an update, batches
-grouped by length, and BLEU/chrF from sacreBLEU on the paper's beam search.
+grouped by length, and BLEU/chrF (`vaswani_hf.evaluation.score`, sacreBLEU) on the paper's beam search.
 
 `vaswani-finetune` is the command line around this module.
 """
@@ -11,11 +11,11 @@ import copy
 from pathlib import Path
 
 import numpy as np
-import sacrebleu
 import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
+from ..evaluation import score
 from .optim import noam_schedule, paper_adam
 
 __all__ = [
@@ -73,7 +73,7 @@ def tokenize_translations(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Metrics: sacreBLEU on detokenized text
+# Metrics: sacreBLEU on detokenized text, through the package's one scorer
 # ---------------------------------------------------------------------------------------------------------------------
 def translation_metrics(tokenizer: PreTrainedTokenizerBase):
     """`compute_metrics` for `predict_with_generate`: corpus BLEU and chrF from sacreBLEU on detokenized text, and
@@ -100,9 +100,10 @@ def translation_metrics(tokenizer: PreTrainedTokenizerBase):
         labels = np.where(prediction.label_ids < 0, pad, prediction.label_ids)
         hypotheses = tokenizer.batch_decode(predictions, skip_special_tokens=True)
         references = tokenizer.batch_decode(labels, skip_special_tokens=True)
+        scores = score(hypotheses, references)
         return {
-            "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
-            "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+            "bleu": scores["bleu"],
+            "chrf": scores["chrf"],
             "gen_len": float(np.mean(generated_lengths(predictions))),
         }
 

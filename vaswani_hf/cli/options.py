@@ -1,0 +1,23 @@
+"""Options that several commands share, defined once."""
+
+import argparse
+
+from vaswani_hf.evaluation import DTYPES
+
+
+def add_translation_options(parser: argparse.ArgumentParser) -> None:
+    """Batching, device, precision, progress and decoding overrides, for the commands that translate."""
+    parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="weights (default: fp32)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    decoding = parser.add_argument_group("decoding overrides (default: the model's generation config)")
+    decoding.add_argument("--num-beams", type=int)
+    decoding.add_argument("--length-penalty", type=float)
+    decoding.add_argument("--max-new-tokens", type=int, help="a fixed output limit instead of source length + 50")
+
+
+def decoding_overrides(args: argparse.Namespace) -> dict:
+    """The decoding overrides given on the command line, as `generate()` keyword arguments."""
+    given = dict(num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens)
+    return {key: value for key, value in given.items() if value is not None}
