@@ -1,28 +1,31 @@
-"""The README's Python snippets run as written, in order, in a scratch directory; the one meant for a process without
-the package runs in a subprocess where `vaswani_hf` cannot be imported."""
+"""The Python snippets of the README and the docs run as written, in order (the docs' snippets use the model the
+README's save), in a scratch directory; the one meant for a process without the package runs in a subprocess where
+`vaswani_hf` cannot be imported."""
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PAGES = [README, ROOT / "docs" / "publishing.md", ROOT / "docs" / "studies.md"]
 WITHOUT_PACKAGE = "# In a process where vaswani_hf is not installed"
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def python_blocks(page: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
 
 
 def test_readme_snippets_run(tmp_path, monkeypatch, run_without_package):
-    blocks = python_blocks()
-    assert len(blocks) >= 4
+    blocks = [(page, block) for page in PAGES for block in python_blocks(page)]
+    assert len(blocks) >= 4 and {page for page, _ in blocks} == set(PAGES)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     remote = []
-    for block in blocks:
+    for page, block in blocks:
         if block.startswith(WITHOUT_PACKAGE):
             remote.append(block)
         else:
-            exec(compile(block, str(README), "exec"), namespace)
+            exec(compile(block, str(page), "exec"), namespace)
     assert (tmp_path / "my-transformer" / "model.safetensors").exists()
     assert len(remote) == 1
     result = run_without_package(remote[0])
