@@ -264,3 +264,25 @@ class CodeOnLoad:
 
     def __reduce__(self):
         return (Path.touch, (Path(self.path),))
+
+
+def test_a_marian_model_trains_through_the_same_command_and_resumes_exactly(corpus, tmp_path):
+    """The recipe is the model's only through its config: `model.architecture=marian` trains transformers' own
+    `MarianMTModel` with the same batching, schedule, loss, checkpoints and averaging, and a run stopped at its budget
+    and resumed with a longer one ends where an uninterrupted run does."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel
+
+    marian = ["model.architecture=marian", "model.dropout=0.1", "checkpoint.every_steps=10", "checkpoint.average_last=2"]
+    train(corpus, tmp_path / "whole", *marian, "train.max_steps=30")
+    train(corpus, tmp_path / "parts", *marian, "train.max_steps=20")
+    train(corpus, tmp_path / "parts", *marian, "train.max_steps=30", resume=True)
+    whole, parts = weights(tmp_path / "whole", 30), weights(tmp_path / "parts", 30)
+    assert whole.keys() == parts.keys() and any("self_attn" in name for name in whole)
+    for name in whole:
+        torch.testing.assert_close(parts[name], whole[name], rtol=0, atol=0, msg=name)
+    assert not torch.equal(weights(tmp_path / "whole", 10)["model.shared.weight"], whole["model.shared.weight"])
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "parts" / "model")
+    assert isinstance(model, MarianMTModel)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "parts" / "model")
+    assert model.generate(**tokenizer(["the dog"], return_tensors="pt"), max_new_tokens=5).shape[0] == 1

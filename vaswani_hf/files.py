@@ -97,12 +97,15 @@ MODEL_DIR_FILES = (
 WEIGHT_SHARD_PATTERN = "model-*-of-*.safetensors"
 
 
+# The model types this package's commands train and save (`model.architecture` of a run config).
+TRAINED_MODEL_TYPES = ("vaswani", "marian")
+
+
 def check_replaceable_model_dir(output_dir: str | Path) -> None:
     """Raises `FileExistsError` unless `output_dir` is absent, an empty folder, or a model directory this package
     saved: a `config.json` of this model type, safetensors weights, and nothing else than the files such a directory
     consists of. Replacing a folder deletes it: anything else there (a training run, a checkpoint, a user's file, a
     subfolder) is never deleted on a guess."""
-    from .configuration_vaswani import VaswaniConfig
     from .modeling_vaswani import REMOTE_CODE_FILES
 
     output_dir = Path(output_dir)
@@ -130,8 +133,8 @@ def check_replaceable_model_dir(output_dir: str | Path) -> None:
     if others:
         listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         reason = f"it holds files that are not part of a saved model ({listed})"
-    elif model_type != VaswaniConfig.model_type or not has_weights:
-        reason = f"it is not a saved {VaswaniConfig.model_type} model (no config.json of one, or no weights)"
+    elif model_type not in TRAINED_MODEL_TYPES or not has_weights:
+        reason = f"it is not a saved {' or '.join(TRAINED_MODEL_TYPES)} model (no config.json of one, or no weights)"
     else:
         return
     raise FileExistsError(

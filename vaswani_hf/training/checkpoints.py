@@ -179,12 +179,13 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict[str, torch.Te
 
 
 def averaged_model(checkpoints: Sequence[str | Path], config_dir: str | Path):
-    """A `VaswaniForConditionalGeneration` configured by `config_dir/config.json` (a run's `model_config`) holding
+    """The model configured by `config_dir/config.json` (a run's `model_config`: any `AutoModelForSeq2SeqLM`) holding
     the average of `checkpoints` (one checkpoint gives that checkpoint's model)."""
-    from ..configuration_vaswani import VaswaniConfig
-    from ..modeling_vaswani import VaswaniForConditionalGeneration
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
-    model = VaswaniForConditionalGeneration(VaswaniConfig.from_pretrained(config_dir))
+    from .. import VaswaniConfig  # noqa: F401  (registers this package's model type with the Auto classes)
+
+    model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(config_dir))
     averaged = average_checkpoints(checkpoints)
     # Tied matrices are stored once; loading the shared one restores the others.
     missing, unexpected = model.load_state_dict(averaged, strict=False)

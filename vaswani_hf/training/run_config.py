@@ -21,8 +21,14 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 @dataclass
 class ModelArgs:
-    """The architecture: a `VaswaniConfig` preset (Table 3 row) and any fields that depart from it."""
+    """The architecture: a `VaswaniConfig` preset (Table 3 row) and any fields that depart from it.
 
+    `architecture` picks the transformers model the recipe trains: this package's `vaswani`, or transformers' own
+    `marian` (`MarianMTModel`, post-norm with fixed sinusoidal positions, given the same sizes); the recipe itself
+    (batching, Eq. 3, loss, checkpoints, averaging, validation) is the same for both.
+    """
+
+    architecture: Literal["vaswani", "marian"] = "vaswani"
     preset: Literal["base", "big"] = "base"
     d_model: int | None = None
     d_ff: int | None = None
@@ -40,7 +46,7 @@ class ModelArgs:
 
     def overrides(self) -> dict:
         """The architecture fields set here, for `VaswaniConfig.base(**overrides)` / `.big(**overrides)`."""
-        skip = ("preset", "attn_implementation")
+        skip = ("architecture", "preset", "attn_implementation")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip and v is not None}
 
 
