@@ -14,7 +14,9 @@ from vaswani_hf.data.parallel import (
     read_aligned_text,
     read_jsonl,
     read_tsv,
+    tokenize_pairs,
 )
+from vaswani_hf.tokenization import train_shared_bpe
 
 LANGS = dict(src_lang="en", tgt_lang="de")
 PAIRS = [("The house is small.", "Das Haus ist klein."), ('He said "yes".', 'Er sagte „ja".')]
@@ -244,3 +246,42 @@ def test_clean_parallel_bad_arguments():
         clean_parallel(ds, **LANGS, max_ratio=0.5)
     with pytest.raises(ValueError, match=r"languages \['en', 'de'\], not \['fr'\]"):
         clean_parallel(ds, src_lang="fr", tgt_lang="de")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tokenizing: one policy for long pairs, in training and fine-tuning alike
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bpe():
+    return train_shared_bpe([text for pair in PAIRS for text in pair] * 5, vocab_size=120, min_frequency=1)
+
+
+def test_tokenize_pairs_gives_inputs_and_labels_ending_with_eos(bpe):
+    encoded, dropped = tokenize_pairs(
+        Dataset.from_list([{"translation": {"en": en, "de": de}} for en, de in PAIRS]), bpe, **LANGS
+    )
+    assert dropped == 0 and encoded.column_names == ["input_ids", "labels"]
+    for (en, de), input_ids, labels in zip(PAIRS, encoded["input_ids"], encoded["labels"], strict=True):
+        assert input_ids == bpe(en)["input_ids"] and labels == bpe(text_target=de)["input_ids"]
+        assert input_ids[-1] == labels[-1] == bpe.eos_token_id
+
+
+def test_tokenize_pairs_drops_long_pairs_on_either_side_and_never_truncates(bpe):
+    short, long_source, long_target = ("a b", "a b"), ("a b " * 20, "a b"), ("a b", "a b " * 20)
+    ds = Dataset.from_list([{"translation": {"en": en, "de": de}} for en, de in (short, long_source, long_target)])
+    limit = len(bpe("a b " * 20)["input_ids"]) - 1
+    encoded, dropped = tokenize_pairs(ds, bpe, max_length=limit, **LANGS)
+    assert dropped == 2 and encoded["input_ids"] == [bpe("a b")["input_ids"]]
+    # Without a limit every pair stays whole.
+    everything, dropped = tokenize_pairs(ds, bpe, **LANGS)
+    assert dropped == 0 and max(map(len, everything["labels"])) == limit + 1
+
+
+def test_tokenize_pairs_names_a_missing_column_language_or_text(bpe):
+    with pytest.raises(ValueError, match="no 'translation' column"):
+        tokenize_pairs(Dataset.from_dict({"en": ["a"], "de": ["b"]}), bpe, **LANGS)
+    with pytest.raises(ValueError, match=r"languages \['en', 'de'\], not \['fr'\]"):
+        tokenize_pairs(Dataset.from_list([{"translation": {"en": "a", "de": "b"}}]), bpe, src_lang="en", tgt_lang="fr")
+    rows = [{"translation": {"en": "a", "de": "b"}}, {"translation": {"en": "a", "de": None}}]
+    with pytest.raises(ValueError, match="row 1 has no 'de' text"):
+        tokenize_pairs(Dataset.from_list(rows), bpe, **LANGS)

@@ -4,13 +4,12 @@ scoring. Translation tests use a tiny randomly initialised model with greedy sea
 import logging
 import socket
 
-import datasets
 import pytest
 import sacrebleu
 import torch
 
 from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.evaluation import evaluate_model, load_metric, load_translation_pairs, score, translate
+from vaswani_hf.evaluation import evaluate_model, load_metric, score, translate
 from vaswani_hf.files import read_lines, write_atomic
 
 PAIRS = [
@@ -227,16 +226,3 @@ def test_write_atomic_replaces_and_leaves_no_temporary_file(tmp_path):
     write_atomic(path, "new ü\n")
     assert path.read_text(encoding="utf-8") == "new ü\n"
     assert [child.name for child in tmp_path.iterdir()] == ["scores.json"]
-
-
-def test_load_translation_pairs(tmp_path):
-    rows = {"translation": [{"en": source, "de": target} for source, target in PAIRS]}
-    datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "wmt"))
-    sources, references = load_translation_pairs(tmp_path / "wmt", "test", "en", "de")
-    assert (sources, references) == ([s for s, _ in PAIRS], [t for _, t in PAIRS])
-    with pytest.raises(ValueError, match=r"no split 'validation'; its splits are \['test'\]"):
-        load_translation_pairs(tmp_path / "wmt", "validation", "en", "de")
-    with pytest.raises(ValueError, match=r"no language 'fr'; it has \['de', 'en'\]"):
-        load_translation_pairs(tmp_path / "wmt", "test", "en", "fr")
-    with pytest.raises(FileNotFoundError, match="no dataset folder"):
-        load_translation_pairs(tmp_path / "missing", "test", "en", "de")

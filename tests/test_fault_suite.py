@@ -203,7 +203,7 @@ from torch.distributed.fsdp import fully_shard
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
 from vaswani_hf.training.run_config import RunConfig
 from vaswani_hf.data.batching import collate, length_batches, token_batches
-from vaswani_hf.training.corpus import tokenize_pairs
+from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.training.loss import training_loss
 from vaswani_hf.training.validation import is_sharded, validate
 

@@ -14,10 +14,10 @@ from datasets import Dataset
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, EvalPrediction, TrainerCallback
 
 from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
+from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.training.finetuning import (
     VaswaniSeq2SeqTrainer,
     finetuning_arguments,
-    tokenize_translations,
     translation_metrics,
 )
 
@@ -34,6 +34,10 @@ def pairs(lengths: list[int], seed: int = 0) -> list[dict]:
         words = torch.randint(len(EN), (length,), generator=generator).tolist()
         rows.append({"translation": {"en": " ".join(EN[w] for w in words), "de": " ".join(DE[w] for w in words)}})
     return rows
+
+
+def tokenized(rows: list[dict], tokenizer) -> Dataset:
+    return tokenize_pairs(Dataset.from_list(rows), tokenizer, src_lang="en", tgt_lang="de")[0]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,30 +93,6 @@ def make_trainer(model, tokenizer, tmp_path, train_dataset=None, eval_dataset=No
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Tokenizing a translation column
-# ---------------------------------------------------------------------------------------------------------------------
-def test_tokenize_translations_gives_inputs_and_labels_ending_with_eos(tokenizer):
-    rows = pairs([2, 9])
-    encoded = tokenize_translations(Dataset.from_list(rows), tokenizer, src_lang="en", tgt_lang="de")
-    assert encoded.column_names == ["input_ids", "attention_mask", "labels"]
-    for row, input_ids, labels in zip(rows, encoded["input_ids"], encoded["labels"], strict=True):
-        assert input_ids == tokenizer(row["translation"]["en"])["input_ids"]
-        assert labels == tokenizer(text_target=row["translation"]["de"])["input_ids"]
-        assert labels[-1] == tokenizer.eos_token_id
-    # The other direction, truncated: both sides keep their </s> within max_length.
-    reverse = tokenize_translations(Dataset.from_list(rows), tokenizer, src_lang="de", tgt_lang="en", max_length=4)
-    assert reverse[1]["input_ids"][-1] == reverse[1]["labels"][-1] == tokenizer.eos_token_id
-    assert len(reverse[1]["input_ids"]) == len(reverse[1]["labels"]) == 4
-
-
-def test_tokenize_translations_rejects_missing_column_or_language(tokenizer):
-    with pytest.raises(ValueError, match="not 'translation'.*load_parallel"):
-        tokenize_translations(Dataset.from_dict({"en": ["a"], "de": ["b"]}), tokenizer)
-    with pytest.raises(ValueError, match="Row 0 has no 'fr' text.*src_lang and tgt_lang"):
-        tokenize_translations(Dataset.from_list(pairs([2])), tokenizer, src_lang="en", tgt_lang="fr")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Gradient accumulation is one large batch: the loss is normalised over the target tokens of the whole update
 # ---------------------------------------------------------------------------------------------------------------------
 def key_bias(name: str, d_model: int) -> slice | None:
@@ -162,7 +142,7 @@ def one_update(make_model, tokenizer, tmp_path, dataset, batch_size, accumulatio
 
 def test_accumulated_update_equals_one_large_batch(make_model, tokenizer, tmp_path):
     # Targets of 1 to 15 words: length grouping puts the long ones in one micro-batch and the short in the other.
-    dataset = tokenize_translations(Dataset.from_list(pairs([1, 3, 5, 7, 9, 11, 13, 15])), tokenizer)
+    dataset = tokenized(pairs([1, 3, 5, 7, 9, 11, 13, 15]), tokenizer)
     full_grads, full, full_counts = one_update(make_model, tokenizer, tmp_path, dataset, 8, 1)
     grads, accumulated, counts = one_update(make_model, tokenizer, tmp_path, dataset, 4, 2)
     _, averaged, _ = one_update(make_model, tokenizer, tmp_path, dataset, 4, 2, per_micro_batch_mean=True)
@@ -188,7 +168,7 @@ def test_accumulated_update_equals_one_large_batch(make_model, tokenizer, tmp_pa
 # The learning rate is Eq. 3 of the update number, counted from 1
 # ---------------------------------------------------------------------------------------------------------------------
 def test_learning_rate_follows_eq3_from_the_first_update(make_model, tokenizer, tmp_path):
-    dataset = tokenize_translations(Dataset.from_list(pairs([2, 3, 4, 5])), tokenizer)
+    dataset = tokenized(pairs([2, 3, 4, 5]), tokenizer)
     recorder = Recorder()
     trainer = make_trainer(
         make_model(),
@@ -255,7 +235,7 @@ def test_predict_with_generate_decodes_source_length_plus_50_not_20(make_model, 
         return logits - 100.0 * torch.nn.functional.one_hot(torch.tensor(eos), logits.shape[-1]).to(logits)
 
     model.lm_head.register_forward_hook(lower_eos)
-    dataset = tokenize_translations(Dataset.from_list(pairs([24, 30, 27], seed=5)), tokenizer)
+    dataset = tokenized(pairs([24, 30, 27], seed=5), tokenizer)
     source_lengths = [len(ids) for ids in dataset["input_ids"]]
     assert min(source_lengths) > 20
     before = model.generation_config.to_dict()

@@ -230,3 +230,13 @@ def test_evaluate_reads_several_reference_files(tmp_path):
     assert script.load_test_set(args) == (["a", "b"], [["a1", "a2"], ["b1", "b2"]])
     with pytest.raises(SystemExit, match="has 2 lines but .*short has 1"):
         script.load_test_set(script.parse_args(["m", "--src", str(src), "--ref", str(first), str(short)]))
+
+
+def test_evaluate_reads_any_parallel_form_and_names_a_missing_language(tmp_path):
+    path = tmp_path / "test.jsonl"
+    path.write_text('{"en": "a", "de": "b"}\n{"en": "c", "de": "d"}\n', encoding="utf-8")
+    args = evaluate_command.parse_args(["m", "--dataset", str(path), "--src-lang", "en", "--tgt-lang", "de"])
+    assert evaluate_command.load_test_set(args) == (["a", "c"], ["b", "d"])
+    args = evaluate_command.parse_args(["m", "--dataset", str(path), "--src-lang", "en", "--tgt-lang", "fr"])
+    with pytest.raises(SystemExit, match="no 'fr' key"):
+        evaluate_command.load_test_set(args)

@@ -13,7 +13,8 @@ import pytest
 import torch
 from train_runs import TRAIN, TWO_PROCESSES, WORDS, overrides, train, wait_for, weights
 
-from vaswani_hf.training.corpus import prepare_corpus, tokenize_pairs
+from vaswani_hf.data.parallel import tokenize_pairs
+from vaswani_hf.training.corpus import prepare_corpus
 from vaswani_hf.training.run_config import RunConfig
 from vaswani_hf.training.updates import plan_epoch
 

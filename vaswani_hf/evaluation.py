@@ -225,34 +225,3 @@ def decoding_settings(model, generate_kwargs: dict) -> dict:
     """The decoding settings `generate()` runs with: the model's generation config, overridden by `generate_kwargs`.
     Meant for reports next to a score."""
     return {key: generate_kwargs.get(key, getattr(model.generation_config, key, None)) for key in _DECODING_KEYS}
-
-
-def load_translation_pairs(path: str | os.PathLike, split: str, src_lang: str, tgt_lang: str):
-    """Sources and references from a `datasets` dataset saved with `save_to_disk`, whose rows hold a WMT-style
-    `translation` column (`{"en": ..., "de": ...}`). `split` picks the split of a `DatasetDict`.
-
-    Raises:
-        FileNotFoundError: if `path` holds no saved dataset.
-        ValueError: if the split, the `translation` column or a language is missing; the message lists what exists.
-    """
-    import datasets  # here, not at the top: only this function needs it
-
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"no dataset folder at {path}; pass a folder written by Dataset(Dict).save_to_disk")
-    dataset = datasets.load_from_disk(str(path))
-    if isinstance(dataset, datasets.DatasetDict):
-        if split not in dataset:
-            raise ValueError(f"the dataset at {path} has no split {split!r}; its splits are {sorted(dataset)}")
-        dataset = dataset[split]
-    if "translation" not in dataset.column_names:
-        raise ValueError(
-            f"the dataset at {path} has no `translation` column (columns: {dataset.column_names}); rows must look "
-            'like {"translation": {"en": ..., "de": ...}}'
-        )
-    pairs = list(dataset["translation"])
-    languages = sorted(pairs[0]) if pairs else []
-    for language in (src_lang, tgt_lang):
-        if pairs and language not in pairs[0]:
-            raise ValueError(f"the `translation` column of {path} has no language {language!r}; it has {languages}")
-    return [pair[src_lang] for pair in pairs], [pair[tgt_lang] for pair in pairs]

@@ -20,6 +20,7 @@ from transformers.utils import logging as transformers_logging
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf import evaluation, files
 from vaswani_hf.cli.options import add_translation_options, decoding_overrides
+from vaswani_hf.data.parallel import load_parallel
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,10 +30,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     data = parser.add_argument_group("test set: --src and --ref files, or --dataset")
     data.add_argument("--src", help="source sentences, one per line (UTF-8)")
     data.add_argument("--ref", nargs="+", metavar="FILE", help="reference file(s), one sentence per line, parallel")
-    data.add_argument("--dataset", help="folder of a datasets DatasetDict saved with save_to_disk")
-    data.add_argument("--split", default="test", help="split of --dataset (default: test)")
-    data.add_argument("--src-lang", help="source language key in the `translation` column of --dataset")
-    data.add_argument("--tgt-lang", help="target language key in the `translation` column of --dataset")
+    data.add_argument(
+        "--dataset",
+        help="a parallel test set in any form vaswani_hf.data.parallel.load_parallel reads: a folder written by "
+        "save_to_disk, a .jsonl or .tsv file, a prefix of aligned text files, hub:NAME[:CONFIG]",
+    )
+    data.add_argument("--split", default="test", help="split of a DatasetDict --dataset (default: test)")
+    data.add_argument("--src-lang", help="source language key of --dataset (of its `translation` column)")
+    data.add_argument("--tgt-lang", help="target language key of --dataset")
     parser.add_argument("--out-dir", default=".", help="where to write hypotheses.txt and scores.json (default: .)")
     add_translation_options(parser)
     metric = parser.add_argument_group("metric")
@@ -53,7 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_test_set(args) -> tuple[list[str], list[str] | list[list[str]]]:
     if args.dataset is not None:
-        return evaluation.load_translation_pairs(args.dataset, args.split, args.src_lang, args.tgt_lang)
+        try:
+            pairs = load_parallel(args.dataset, src_lang=args.src_lang, tgt_lang=args.tgt_lang, split=args.split)
+        except (FileNotFoundError, ValueError) as error:
+            sys.exit(f"error: {error}")
+        pairs = pairs["translation"]
+        return [pair[args.src_lang] for pair in pairs], [pair[args.tgt_lang] for pair in pairs]
     sources = files.read_lines(args.src)
     streams = [files.read_lines(path) for path in args.ref]
     for path, stream in zip(args.ref, streams, strict=True):

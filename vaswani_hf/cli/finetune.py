@@ -23,9 +23,9 @@ import sys
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 # Importing the package also registers its model with the Auto classes used below.
-from vaswani_hf.data.parallel import load_parallel
+from vaswani_hf.data.parallel import load_parallel, tokenize_pairs
 from vaswani_hf.training.corpus import check_tokenizer
-from vaswani_hf.training.finetuning import VaswaniSeq2SeqTrainer, finetuning_arguments, tokenize_translations
+from vaswani_hf.training.finetuning import VaswaniSeq2SeqTrainer, finetuning_arguments
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,8 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument(
         "--max-length",
         type=int,
-        help="truncate sources and targets to this many tokens (default: max_position_embeddings minus the "
-        "generation config's max_length_offset, so that decoding source length + 50 tokens fits the model)",
+        help="drop pairs with more tokens than this on either side, as vaswani-train does (default: "
+        "max_position_embeddings minus the generation config's max_length_offset, so that decoding source length + "
+        "50 tokens fits the model; no limit for a model without a position table)",
     )
     training = parser.add_argument_group("training")
     training.add_argument("--epochs", type=float, default=1.0, help="passes over --train (default: 1)")
@@ -73,10 +74,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def source_limit(args, model) -> int:
+def source_limit(args, model) -> int | None:
     """The --max-length to use: the longest sequence the position table takes, less the room that decoding
-    source length + `max_length_offset` tokens needs when a validation set is decoded."""
-    positions = model.config.max_position_embeddings
+    source length + `max_length_offset` tokens needs when a validation set is decoded; a model without a position
+    table (a recurrent one) has no limit but --max-length."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is None:
+        return args.max_length
     offset = getattr(model.generation_config, "max_length_offset", None) or 0
     room = positions - offset if args.validation is not None else positions
     if args.max_length is None:
@@ -102,9 +106,13 @@ def main(argv=None) -> int:
 
     def prepare(path, split):
         pairs = load_parallel(path, src_lang=args.src_lang, tgt_lang=args.tgt_lang, split=split)
-        return tokenize_translations(
+        tokenized, dropped = tokenize_pairs(
             pairs, tokenizer, src_lang=args.src_lang, tgt_lang=args.tgt_lang, max_length=max_length
         )
+        print(
+            f"{path}: {len(tokenized)} pairs" + (f" ({dropped} over {max_length} tokens dropped)" if dropped else "")
+        )
+        return tokenized
 
     try:
         train_dataset = prepare(args.train, args.train_split)

@@ -26,9 +26,10 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, MarianConfig, Pretra
 
 from vaswani_hf import VaswaniConfig
 from vaswani_hf.data.batching import collate
+from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.files import SaveError, remove_partial_model_dirs, write_atomic
 from vaswani_hf.training.checkpoints import CheckpointManager, TrainingState, checkpoint_state, save_averaged_model
-from vaswani_hf.training.corpus import load_or_train_tokenizer, prepare_corpus, tokenize_pairs
+from vaswani_hf.training.corpus import load_or_train_tokenizer, prepare_corpus
 from vaswani_hf.training.loss import training_loss
 from vaswani_hf.training.memory import keep_freed_memory
 from vaswani_hf.training.optim import noam_schedule, paper_adam
@@ -201,7 +202,7 @@ def setup(args: argparse.Namespace) -> Run:
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {shape}")
 
     optimizer = paper_adam(model.parameters(), cfg.train.lr_scale, cfg.train.weight_decay)
-    scheduler = noam_schedule(optimizer, model_config.d_model, cfg.train.warmup_steps)
+    scheduler = noam_schedule(optimizer, model_config.hidden_size, cfg.train.warmup_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     state = TrainingState()
     checkpoints = CheckpointManager(out / "checkpoints", keep=cfg.checkpoint.keep)

@@ -216,6 +216,59 @@ def from_translation_dataset(ds: Dataset, *, src_lang: str, tgt_lang: str) -> Da
     )
 
 
+def tokenize_pairs(
+    ds: Dataset,
+    tokenizer,
+    *,
+    src_lang: str,
+    tgt_lang: str,
+    max_length: int | None = None,
+    num_proc: int | None = None,
+) -> tuple[Dataset, int]:
+    """``input_ids`` and ``labels`` (each ending with </s>) for a Dataset with a WMT-style ``translation`` column;
+    every other column is dropped. Returns the tokenized dataset and the number of pairs dropped.
+
+    Pairs with more than ``max_length`` tokens on either side are dropped, never truncated: a truncated target
+    teaches the model to stop mid-sentence, and a truncated source to translate what it was not given. None keeps
+    every pair. Training and fine-tuning both tokenize through here; test sets are not dropped from but translated
+    whole (``vaswani_hf.evaluation.translate`` truncates an over-long source with a warning).
+
+    Raises:
+        ValueError: if there is no ``translation`` column, it lacks ``src_lang`` or ``tgt_lang``, or a row's text of
+            either is missing.
+    """
+    _check_dataset_langs(ds, src_lang, tgt_lang)
+
+    def encode(batch: dict, indices: list[int]) -> dict:
+        for index, pair in zip(indices, batch["translation"], strict=True):
+            for lang in (src_lang, tgt_lang):
+                if not isinstance((pair or {}).get(lang), str):
+                    raise ValueError(
+                        f"row {index} has no {lang!r} text; read the corpus with load_parallel, which checks every "
+                        "row, or drop the row"
+                    )
+        return {
+            "input_ids": tokenizer([pair[src_lang] for pair in batch["translation"]])["input_ids"],
+            # text_target: a tokenizer with a separate target vocabulary (Marian's) encodes the labels with it.
+            "labels": tokenizer(text_target=[pair[tgt_lang] for pair in batch["translation"]])["input_ids"],
+        }
+
+    encoded = ds.map(
+        encode, batched=True, with_indices=True, num_proc=num_proc, remove_columns=ds.column_names, desc="Tokenizing"
+    )
+    if max_length is None:
+        return encoded, 0
+    kept = encoded.filter(
+        lambda batch: [
+            max(len(s), len(t)) <= max_length for s, t in zip(batch["input_ids"], batch["labels"], strict=True)
+        ],
+        batched=True,
+        num_proc=num_proc,
+        desc=f"Dropping pairs over {max_length} tokens",
+    )
+    return kept, len(encoded) - len(kept)
+
+
 def load_parallel(
     path_or_dataset: str | os.PathLike | Dataset | DatasetDict,
     *,

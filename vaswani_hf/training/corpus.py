@@ -7,35 +7,6 @@ import shutil
 from pathlib import Path
 
 
-def tokenize_pairs(dataset, tokenizer, *, src_lang: str, tgt_lang: str, max_length: int, num_proc: int | None = None):
-    """`input_ids` and `labels` (each ending with </s>) for a dataset with a WMT-style `translation` column.
-
-    Pairs with more than `max_length` tokens on either side are dropped rather than truncated: a truncated target
-    teaches the model to stop mid-sentence. Returns the tokenized dataset and the number of pairs dropped.
-    """
-
-    def encode(batch):
-        src = [pair[src_lang] for pair in batch["translation"]]
-        tgt = [pair[tgt_lang] for pair in batch["translation"]]
-        return {
-            "input_ids": tokenizer(src, add_special_tokens=True)["input_ids"],
-            "labels": tokenizer(tgt, add_special_tokens=True)["input_ids"],
-        }
-
-    encoded = dataset.map(
-        encode, batched=True, num_proc=num_proc, remove_columns=dataset.column_names, desc="Tokenizing"
-    )
-    kept = encoded.filter(
-        lambda batch: [
-            max(len(s), len(t)) <= max_length for s, t in zip(batch["input_ids"], batch["labels"], strict=True)
-        ],
-        batched=True,
-        num_proc=num_proc,
-        desc=f"Dropping pairs over {max_length} tokens",
-    )
-    return kept, len(encoded) - len(kept)
-
-
 def check_tokenizer(config, tokenizer) -> None:
     """A clear error when a tokenizer cannot feed the model: ids beyond the vocabulary or other special ids."""
     if len(tokenizer) > config.vocab_size:

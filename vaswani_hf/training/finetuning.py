@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from ..evaluation import score
@@ -21,55 +20,8 @@ from .optim import noam_schedule, paper_adam
 __all__ = [
     "VaswaniSeq2SeqTrainer",
     "finetuning_arguments",
-    "tokenize_translations",
     "translation_metrics",
 ]
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Data: a `translation` column (as `vaswani_hf.data.parallel.load_parallel` reads it) to token ids
-# ---------------------------------------------------------------------------------------------------------------------
-def tokenize_translations(
-    dataset: Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    *,
-    src_lang: str = "en",
-    tgt_lang: str = "de",
-    max_length: int | None = None,
-) -> Dataset:
-    """Turns a `translation` column (WMT style, `{src_lang: ..., tgt_lang: ...}` per row) into `input_ids`,
-    `attention_mask` and `labels`, dropping every other column.
-
-    Both sides are truncated to `max_length` tokens (the tokenizer's `model_max_length` if None); the shared BPE
-    tokenizer of `train_shared_bpe` ends both with </s>, also after truncation, and the model builds its decoder inputs
-    from the labels.
-
-    Raises:
-        ValueError: if there is no `translation` column, or a row lacks the text of `src_lang` or `tgt_lang`.
-    """
-    if "translation" not in dataset.column_names:
-        raise ValueError(
-            f"The dataset has columns {dataset.column_names}, not 'translation': read it with "
-            "vaswani_hf.data.parallel.load_parallel, or map it to rows {'translation': {src_lang: ..., tgt_lang: ...}}."
-        )
-
-    def encode(batch: dict, indices: list[int]) -> dict:
-        pairs = batch["translation"]
-        for index, pair in zip(indices, pairs, strict=True):
-            for lang in (src_lang, tgt_lang):
-                if not isinstance((pair or {}).get(lang), str):
-                    raise ValueError(
-                        f"Row {index} has no {lang!r} text (its languages: {sorted(pair or {})}); set src_lang and "
-                        "tgt_lang to languages of the data, or drop the row."
-                    )
-        return tokenizer(
-            [pair[src_lang] for pair in pairs],
-            text_target=[pair[tgt_lang] for pair in pairs],
-            max_length=max_length,
-            truncation=True,
-        )
-
-    return dataset.map(encode, batched=True, with_indices=True, remove_columns=dataset.column_names)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -80,7 +32,7 @@ def translation_metrics(tokenizer: PreTrainedTokenizerBase):
     `gen_len`, the mean number of generated tokens (</s> included, the decoder start token not).
 
     The references are the labels decoded, which is the target text as the tokenizer normalises it (NFKC, characters
-    outside the vocabulary dropped) and truncates it; the Trainer's length-grouped evaluation order leaves no way to
+    outside the vocabulary dropped); the Trainer's length-grouped evaluation order leaves no way to
     pair a prediction with its raw reference. Score test sets from the raw text instead.
     """
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
@@ -143,8 +95,8 @@ class VaswaniSeq2SeqTrainer(Seq2SeqTrainer):
     `inverse_sqrt` schedule is one update behind Eq. 3).
 
     These replace `args.optim`, `args.learning_rate`, `args.lr_scheduler_type` and the warm-up arguments, which are
-    ignored; `args.weight_decay` still applies, as Adam's L2 term (0 by default, as in the paper). `d_model` is read
-    from the model's config. Build `args` with `finetuning_arguments` for the rest of the recipe.
+    ignored; `args.weight_decay` still applies, as Adam's L2 term (0 by default, as in the paper). `d_model` is the
+    config's `hidden_size` (for this package's models and Marian, `d_model` itself). Build `args` with `finetuning_arguments` for the rest of the recipe.
 
     All arguments are keywords. Defaults that differ from `Seq2SeqTrainer`: without a `data_collator`,
     `DataCollatorForSeq2Seq` pads the inputs with the tokenizer's <pad> and the labels with -100; without
@@ -197,7 +149,7 @@ class VaswaniSeq2SeqTrainer(Seq2SeqTrainer):
         """Eq. 3 from `noam_schedule`: the Trainer steps it once per update, so update n trains at Eq. 3 of n."""
         if self.lr_scheduler is None:
             optimizer = self.optimizer if optimizer is None else optimizer
-            self.lr_scheduler = noam_schedule(optimizer, self.model.config.d_model, self.warmup_steps)
+            self.lr_scheduler = noam_schedule(optimizer, self.model.config.hidden_size, self.warmup_steps)
         return self.lr_scheduler
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
