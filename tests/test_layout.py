@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 import vaswani_hf
-from vaswani_hf.modeling_vaswani import REMOTE_CODE_FILES
+from vaswani_hf import modeling_rnn, modeling_vaswani
+
+# Each model's remote-code set: the files its `save_pretrained` copies beside the weights.
+REMOTE_CODE_SETS = {"vaswani": modeling_vaswani.REMOTE_CODE_FILES, "rnn": modeling_rnn.REMOTE_CODE_FILES}
 
 PACKAGE = Path(vaswani_hf.__file__).parent
 # The layer of each part of the package, by module name prefix (the longest prefix wins).
 LAYERS = {
-    # The remote-code set (what `save_pretrained` copies beside the weights).
-    **{f"vaswani_hf.{name.removesuffix('.py')}": 0 for name in REMOTE_CODE_FILES},
+    # The remote-code sets (what `save_pretrained` copies beside the weights).
+    **{f"vaswani_hf.{name.removesuffix('.py')}": 0 for files in REMOTE_CODE_SETS.values() for name in files},
     "vaswani_hf.files": 0,
     # The package's registration and public names, `train_shared_bpe` among them.
     "vaswani_hf": 1,
@@ -28,6 +31,8 @@ LAYERS = {
     "vaswani_hf.training": 3,
     "vaswani_hf.analysis": 3,
     "vaswani_hf.export": 4,
+    # Studies train several models and measure them with the analysis tools.
+    "vaswani_hf.studies": 4,
     "vaswani_hf.cli": 5,
 }
 # Parts of one layer that must not import each other either.
@@ -89,10 +94,14 @@ def test_no_module_imports_upwards(path):
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("name", REMOTE_CODE_FILES)
-def test_the_remote_code_set_imports_only_torch_transformers_and_itself(name):
+REMOTE_CODE = [(model, name) for model, files in REMOTE_CODE_SETS.items() for name in files]
+
+
+@pytest.mark.parametrize("model, name", REMOTE_CODE, ids=[f"{model}/{name}" for model, name in REMOTE_CODE])
+def test_the_remote_code_set_imports_only_torch_transformers_and_itself(model, name):
     """These files are copied beside the weights and loaded with `trust_remote_code` where this package is not
-    installed: anything else they imported would be missing there."""
+    installed: anything else they imported would be missing there, and so would a sibling outside the same model's
+    set."""
     tree = ast.parse((PACKAGE / name).read_text())
     allowed = {"torch", "transformers", *sys.stdlib_module_names}
     for node in ast.walk(tree):
@@ -101,7 +110,7 @@ def test_the_remote_code_set_imports_only_torch_transformers_and_itself(name):
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             roots = [(node.module or "").split(".")[0]]
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 1 and f"{node.module}.py" in REMOTE_CODE_FILES, f"{name}:{node.lineno}"
+            assert node.level == 1 and f"{node.module}.py" in REMOTE_CODE_SETS[model], f"{name}:{node.lineno}"
             continue
         else:
             continue

@@ -1,7 +1,8 @@
 """What `vaswani_hf.transformers_adapter` assumes about transformers, checked against the installed release.
 
 Each failure names the transformers version: when one of these fails after an upgrade, the adapter (and only the
-adapter) needs changing. The decoding tests in test_generation.py check the results; these check the mechanisms.
+adapter) needs changing. The decoding tests in test_generation_vaswani.py check the results; these check the
+mechanisms.
 """
 
 import copy

@@ -31,6 +31,25 @@ CUSTOM_PIPELINES = {
 }
 
 
+def warn_misspelt_fields(config: PreTrainedConfig, kwargs: dict) -> None:
+    """Warns about each of `kwargs` that is close to a field of `config`'s class but is none.
+
+    A misspelt field would otherwise be kept as a stray attribute while the model takes the default (d_modle=256
+    training a d_model of 512). A warning rather than an error: transformers' tools set other models' names
+    (layer_norm_epsilon, ...) on any config, and special-token ids (sep_token_id) are no misspelt pad_token_id.
+    """
+    fields = [f for f in type(config).__annotations__ if not f.startswith("_")]
+    for name in kwargs:
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.85)
+        if close and name not in fields and not name.endswith("_token_id"):
+            warnings.warn(
+                f"{type(config).__name__} got {name!r}, which is not one of its fields: did you mean {close[0]!r}? "
+                f"The model ignores {name!r}.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
 def translation_task_registered() -> bool:
     """Whether this process has a `translation` pipeline task (`import vaswani_hf` restores it)."""
     from transformers.pipelines import PIPELINE_REGISTRY
@@ -105,19 +124,7 @@ class VaswaniConfig(PreTrainedConfig):
         # Configs saved before the label smoothing of §5.4 moved to the training recipe (the model's loss is plain
         # cross-entropy, transformers' convention) carry it: it no longer means anything to the model.
         kwargs.pop("label_smoothing", None)
-        # A misspelt field would otherwise be kept as a stray attribute while the model takes the default (d_modle=256
-        # training a d_model of 512). A warning rather than an error: transformers' tools set other models' names
-        # (layer_norm_epsilon, ...) on any config, and special-token ids (sep_token_id) are no misspelt pad_token_id.
-        fields = [f for f in type(self).__annotations__ if not f.startswith("_")]
-        for name in kwargs:
-            close = difflib.get_close_matches(name, fields, n=1, cutoff=0.85)
-            if close and name not in fields and not name.endswith("_token_id"):
-                warnings.warn(
-                    f"VaswaniConfig got {name!r}, which is not one of its fields: did you mean {close[0]!r}? The "
-                    f"model ignores {name!r}.",
-                    UserWarning,
-                    stacklevel=3,
-                )
+        warn_misspelt_fields(self, kwargs)
         super().__post_init__(**kwargs)
         for name in (
             "vocab_size",

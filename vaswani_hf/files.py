@@ -98,7 +98,7 @@ WEIGHT_SHARD_PATTERN = "model-*-of-*.safetensors"
 
 
 # The model types this package's commands train and save (`model.architecture` of a run config).
-TRAINED_MODEL_TYPES = ("vaswani", "marian")
+TRAINED_MODEL_TYPES = ("vaswani", "marian", "rnn_seq2seq")
 
 
 def check_replaceable_model_dir(output_dir: str | Path) -> None:

@@ -351,6 +351,7 @@ class VaswaniPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["VaswaniEncoderLayer", "VaswaniDecoderLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
+    remote_code_files = REMOTE_CODE_FILES
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained` (safetensors, the shared matrix stored once), plus the code files that

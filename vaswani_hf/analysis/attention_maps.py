@@ -11,6 +11,9 @@ thing the model has to a word alignment.
 Decoder position t reads target token t - 1 (`<s>` at t = 0) and predicts target token t, so the decoder's query
 rows are labelled with the token each position predicts and its key columns with the token each position reads.
 
+A recurrent encoder-decoder (`RNNForConditionalGeneration` with attention) has only the third kind: its maps hold
+the encoder-decoder attention, and the two self-attention kinds are None.
+
 Only the eager attention kernel returns weights (sdpa and flash never form them): load the model with
 `attn_implementation="eager"`, as `load_model` does. Shape legend: N layers, H heads, S source tokens, T target
 tokens (the final `</s>` included), B batch.
@@ -42,12 +45,12 @@ class AttentionMaps:
     decoder_inputs: list[str]  # T: what each decoder position reads: <s>, y_1, ..., y_{T-1}
     decoder_outputs: list[str]  # T: what each decoder position predicts: y_1, ..., y_T (</s>)
     translation: str  # the target as text, special tokens dropped
-    encoder: torch.Tensor  # (N_enc, H, S, S)
-    decoder: torch.Tensor  # (N_dec, H, T, T)
+    encoder: torch.Tensor | None  # (N_enc, H, S, S); None for a model without self-attention
+    decoder: torch.Tensor | None  # (N_dec, H, T, T); None for a model without self-attention
     cross: torch.Tensor  # (N_dec, H, T, S)
 
-    def weights(self, kind: str) -> torch.Tensor:
-        """The weights of one kind of `KINDS`, (N, H, queries, keys)."""
+    def weights(self, kind: str) -> torch.Tensor | None:
+        """The weights of one kind of `KINDS`, (N, H, queries, keys), or None where the model has no such kind."""
         return getattr(self, kind)
 
     def axis_tokens(self, kind: str) -> tuple[list[str], list[str]]:
@@ -91,9 +94,12 @@ def attention_weights(
     decoder_attention_mask: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """The attention weights of one teacher-forced forward pass, padding included, on the CPU in float32:
-    {"encoder": (B, N, H, S, S), "decoder": (B, N, H, T, T), "cross": (B, N, H, T, S)}.
+    {"encoder": (B, N, H, S, S), "decoder": (B, N, H, T, T), "cross": (B, N, H, T, S)}, each kind the model returns.
 
     Padded keys get weight 0; the rows of padded queries are meaningless and `compute_attention_maps` drops them.
+
+    Raises:
+        ValueError: if the model returns no encoder-decoder attention (a recurrent model with `attention="none"`).
     """
     with torch.no_grad():
         outputs = model(
@@ -109,8 +115,13 @@ def attention_weights(
         "decoder": outputs.decoder_attentions,
         "cross": outputs.cross_attentions,
     }
+    if not recorded["cross"]:
+        raise ValueError(
+            f"{type(model).__name__} returns no encoder-decoder attention: it does not attend to the source "
+            "(a recurrent model with attention='none' reads only the encoder's final state)"
+        )
     # N tensors of (B, H, queries, keys) -> (B, N, H, queries, keys)
-    return {kind: torch.stack(layers, dim=1).float().cpu() for kind, layers in recorded.items()}
+    return {kind: torch.stack(layers, dim=1).float().cpu() for kind, layers in recorded.items() if layers}
 
 
 def compute_attention_maps(
@@ -147,7 +158,8 @@ def compute_attention_maps(
 
     source = tokenizer(sources, padding=True, return_tensors="pt")
     source_lengths = source.attention_mask.sum(-1)  # (B,)
-    _check_lengths(source_lengths, model.config.max_position_embeddings, "source", sources)
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    _check_lengths(source_lengths, max_positions, "source", sources)
 
     if targets is None:
         sequences = model.generate(
@@ -166,7 +178,7 @@ def compute_attention_maps(
         start = outputs.new_full((len(targets), 1), model.config.decoder_start_token_id)
         sequences = torch.cat([start, outputs], dim=1)  # (B, 1 + T): <s> y_1 ... y_T
         # The decoder reads T positions (generate keeps its own output within them).
-        _check_lengths(outputs_mask.sum(-1), model.config.max_position_embeddings, "target", targets)
+        _check_lengths(outputs_mask.sum(-1), max_positions, "target", targets)
     target_lengths = outputs_mask.sum(-1)  # (B,)
 
     # Decoder position t reads sequences[t] and predicts outputs[t]: it is real when outputs[t] is.
@@ -179,8 +191,8 @@ def compute_attention_maps(
                 decoder_inputs=tokenizer.convert_ids_to_tokens(sequences[b, :t].tolist()),
                 decoder_outputs=tokenizer.convert_ids_to_tokens(outputs[b, :t].tolist()),
                 translation=tokenizer.decode(outputs[b, :t], skip_special_tokens=True),
-                encoder=weights["encoder"][b, :, :, :s, :s],  # (N, H, S, S)
-                decoder=weights["decoder"][b, :, :, :t, :t],  # (N, H, T, T)
+                encoder=weights["encoder"][b, :, :, :s, :s] if "encoder" in weights else None,  # (N, H, S, S)
+                decoder=weights["decoder"][b, :, :, :t, :t] if "decoder" in weights else None,  # (N, H, T, T)
                 cross=weights["cross"][b, :, :, :t, :s],  # (N, H, T, S)
             )
         )
@@ -188,8 +200,8 @@ def compute_attention_maps(
 
 
 def plot_attention_maps(maps: AttentionMaps, out_dir: str | os.PathLike, dpi: int = 100) -> list[Path]:
-    """Draws `maps` into `out_dir`: `{kind}_layer{n}.png` for each kind of `KINDS` and layer n (from 1), one panel
-    per head, and `alignment.png`, the last layer's encoder-decoder attention averaged over heads. Every panel uses
+    """Draws `maps` into `out_dir`: `{kind}_layer{n}.png` for each kind of `KINDS` the model has and layer n (from 1),
+    one panel per head, and `alignment.png`, the last layer's encoder-decoder attention averaged over heads. Every panel uses
     the same colour scale, 0 to 1. Returns the paths written.
 
     Raises:
@@ -199,6 +211,8 @@ def plot_attention_maps(maps: AttentionMaps, out_dir: str | os.PathLike, dpi: in
     paths = []
     for kind, (title, query_label, key_label) in KINDS.items():
         weights = maps.weights(kind)  # (N, H, queries, keys)
+        if weights is None:
+            continue
         queries, keys = maps.axis_tokens(kind)
         for layer, heads in enumerate(weights, start=1):
             panels = [(f"head {h}", head) for h, head in enumerate(heads, start=1)]
@@ -246,7 +260,9 @@ def _check_sentences(sentences: list[str], what: str) -> None:
             raise ValueError(f"The {what} sentence at index {i} is empty: {sentence!r}")
 
 
-def _check_lengths(lengths: torch.Tensor, max_positions: int, what: str, sentences: list[str]) -> None:
+def _check_lengths(lengths: torch.Tensor, max_positions: int | None, what: str, sentences: list[str]) -> None:
+    if max_positions is None:  # a recurrent model takes any length
+        return
     for i, length in enumerate(lengths.tolist()):
         if length > max_positions:
             raise ValueError(

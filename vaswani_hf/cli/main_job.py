@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from vaswani_hf.evaluation import score, translate
 from vaswani_hf.export.model_card import make_model_card
 from vaswani_hf.files import write_atomic
 from vaswani_hf.training.checkpoints import CheckpointManager, averaged_model, checkpoint_state
+from vaswani_hf.training.launch import run_training
 
 TEST_SPLITS = ("test_help", "test_dictionary")
 EXAMPLES = [
@@ -64,21 +63,17 @@ def main(argv=None) -> int:
         print(f"   {out} holds a finished run; delete it to train again")
     else:
         resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()) else []
-        # One single-threaded process per core, data parallel: on a 2-core machine two processes of one thread train
-        # faster than one process of two threads, whose small matmuls split poorly across cores.
-        # Accelerate's "multi-GPU" launcher is torchrun; finding no GPU, the training command joins the processes over
-        # gloo on the CPU (scripts/accelerate/cpu-2proc.yaml holds the same settings for `--config_file`).
-        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
-                    "--num_processes", str(args.processes), "--mixed_precision", "no", "--dynamo_backend", "no",
-                    "--main_process_port", "0"]  # fmt: skip
-        if args.processes == 1:
-            launcher = [sys.executable]
-        command = [
-            *launcher, "-m", "vaswani_hf.cli.train", "--config", "small-cpu", *resume, f"output_dir={out}",
-            f"train.max_minutes={args.minutes}", *args.overrides,
-        ]  # fmt: skip
-        threads = max(1, (os.cpu_count() or 1) // args.processes)
-        subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        run_training(
+            args.processes,
+            [
+                "--config",
+                "small-cpu",
+                *resume,
+                f"output_dir={out}",
+                f"train.max_minutes={args.minutes}",
+                *args.overrides,
+            ],
+        )
     summary = json.loads((out / "train_summary.json").read_text())
     print(f"   {summary['updates']} updates, {summary['epochs']:.2f} epochs, {summary['train_minutes']:.1f} minutes")
 

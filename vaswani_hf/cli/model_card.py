@@ -6,7 +6,8 @@
 
 Reads `config.json`, `generation_config.json` and the weights of MODEL_DIR, and `run_config.yaml`,
 `train_summary.json`, `results.json` and `eval/*/scores.json` of the run directory (default: MODEL_DIR's parent).
-The card lists every departure from the paper found by comparing the configs with the paper's preset. Missing
+The card lists every departure from the paper found by comparing the configs with the paper's preset; a model of
+another type (a MarianMTModel from model.architecture=marian) has its own settings listed instead of Table 3's. Missing
 optional inputs (scores, training summary) are left out of the card and named on stderr; a missing config is an error.
 """
 

@@ -5,11 +5,14 @@ package.
     vaswani-push outputs/main-job/model your-name/transformer-en-de-small    # upload
     vaswani-push runs/base/model your-name/transformer-base --exist-ok --max-shard-size 200MB
 
-The staged folder holds safetensors weights (sharded above --max-shard-size), config.json with auto_map, the code
-files, the tokenizer, the generation config and README.md: the model directory's own card, --card, or one generated
-from the training run (--run-dir, default the model directory's parent). It is checked before any upload: no pickle
-files, the card parses, the weights equal the original, and a fresh process without vaswani_hf loads it with
-AutoModelForSeq2SeqLM and pipeline("translation", trust_remote_code=True) and translates a sentence.
+Any model AutoModelForSeq2SeqLM loads can be pushed: this package's, or a MarianMTModel trained with
+model.architecture=marian. The staged folder holds safetensors weights (sharded above --max-shard-size), config.json
+(with auto_map and the code files it names, for this package's models), the tokenizer, the generation config and
+README.md: the model directory's own card, --card, or one generated from the training run (--run-dir, default the
+model directory's parent). It is checked before any upload: no pickle files, the card parses, the weights equal the
+original, and a fresh process without vaswani_hf loads it with AutoModelForSeq2SeqLM and translates a sentence
+(through pipeline("translation", trust_remote_code=True) where the folder carries its code, with generate() where
+transformers has the class).
 
 The token comes from `hf auth login` or HF_TOKEN. An existing repository is refused unless --exist-ok. Exit status 0
 on success, 1 with a message saying what to do otherwise.

@@ -22,12 +22,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, MarianConfig, PretrainedConfig
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig
 
-from vaswani_hf import VaswaniConfig
 from vaswani_hf.data.batching import collate
 from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.files import SaveError, remove_partial_model_dirs, write_atomic
+from vaswani_hf.training.architectures import build_model_config
 from vaswani_hf.training.checkpoints import CheckpointManager, TrainingState, checkpoint_state, save_averaged_model
 from vaswani_hf.training.corpus import load_or_train_tokenizer, prepare_corpus
 from vaswani_hf.training.loss import training_loss
@@ -44,38 +44,6 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr_scale=2.0")
     return parser.parse_args(argv)
-
-
-def build_model_config(cfg: RunConfig, tokenizer) -> PretrainedConfig:
-    """The model configuration of a run: the preset with the run config's fields, for `model.architecture`."""
-    preset = VaswaniConfig.big if cfg.model.preset == "big" else VaswaniConfig.base
-    config = preset(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.bos_token_id,
-        **cfg.model.overrides(),
-    )
-    if cfg.model.architecture == "vaswani":
-        return config
-    # MarianMTModel is the paper's post-norm model with fixed sinusoidal positions and one shared embedding matrix;
-    # other choices have no equivalent there.
-    if config.norm_first or config.position_embedding_type != "sinusoidal" or not config.tie_word_embeddings:
-        raise SystemExit(
-            "model.architecture=marian is post-norm with sinusoidal positions and tied embeddings: set "
-            "model.norm_first=false, model.position_embedding_type=sinusoidal and model.tie_word_embeddings=true."
-        )
-    return MarianConfig(
-        vocab_size=config.vocab_size, d_model=config.d_model, encoder_layers=config.encoder_layers,
-        decoder_layers=config.decoder_layers, encoder_attention_heads=config.num_heads,
-        decoder_attention_heads=config.num_heads, encoder_ffn_dim=config.d_ff, decoder_ffn_dim=config.d_ff,
-        dropout=config.dropout, attention_dropout=config.attention_dropout, activation_function="relu",
-        max_position_embeddings=config.max_position_embeddings, scale_embedding=True,
-        share_encoder_decoder_embeddings=True, tie_word_embeddings=True, pad_token_id=config.pad_token_id,
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        decoder_start_token_id=config.decoder_start_token_id, forced_eos_token_id=config.eos_token_id,
-    )  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -183,7 +151,10 @@ def setup(args: argparse.Namespace) -> Run:
             )  # fmt: skip
     log(f"train: {len(train_set)} pairs ({dropped} over {cfg.data.max_length} tokens dropped)")
 
-    model_config = build_model_config(cfg, tokenizer)
+    try:
+        model_config = build_model_config(cfg.model, tokenizer)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     config_dir = out / "model_config"
     if args.resume:
         saved = AutoConfig.from_pretrained(config_dir)
@@ -198,7 +169,7 @@ def setup(args: argparse.Namespace) -> Run:
     if accelerator.is_main_process:
         model_config.save_pretrained(config_dir)  # what averaging builds the final model from
         write_atomic(out / "run_config.yaml", cfg.to_yaml())
-    shape = {k: getattr(model_config, k, None) for k in ("model_type", "vocab_size", "d_model", "encoder_layers")}
+    shape = {k: getattr(model_config, k, None) for k in ("model_type", "vocab_size", "hidden_size", "encoder_layers")}
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {shape}")
 
     optimizer = paper_adam(model.parameters(), cfg.train.lr_scale, cfg.train.weight_decay)

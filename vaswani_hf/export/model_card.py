@@ -28,7 +28,6 @@ from ..configuration_vaswani import VaswaniConfig
 from ..data.default_corpus import CACHE_SUBDIR, default_cache_dir
 from ..files import write_atomic
 from ..generation_vaswani import PAPER_DECODING
-from ..modeling_vaswani import REMOTE_CODE_FILES
 from ..training.run_config import RunConfig
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -117,6 +116,13 @@ RUN_KEYS_NOT_IN_PAPER = {
 # the paper's data (the presets name the built-in corpus, not WMT 2014).
 RUN_KEYS_COMPARED_ELSEWHERE = {"data.vocab_size", "data.corpus", "data.src_lang", "data.tgt_lang"}
 
+# config.json entries that say nothing about the network, left out of the card's table for a model of another type.
+CONFIG_BOILERPLATE = {
+    "architectures", "auto_map", "custom_pipelines", "dtype", "torch_dtype", "transformers_version", "model_type",
+    "is_encoder_decoder", "use_cache", "output_attentions", "output_hidden_states", "return_dict",
+    "tie_encoder_decoder", "chunk_size_feed_forward", "problem_type", "tokenizer_class",
+}  # fmt: skip
+
 # `vaswani-main-job` scores each kept checkpoint on this split for its BLEU-over-training-time curve.
 CURVE_SPLIT = "test_help"
 SCORE_KEYS = ("bleu", "chrf", "bleu_signature", "chrf_signature")
@@ -193,6 +199,13 @@ class CardInputs:
     curve: list[dict]
     examples: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    # The code files saved beside the weights that load the model without this package (none for transformers' own).
+    code_files: list[str] = field(default_factory=list)
+
+    @property
+    def paper_model(self) -> bool:
+        """Whether the model is this package's Transformer, rather than another seq2seq model trained by its recipe."""
+        return self.config.get("model_type") == VaswaniConfig.model_type
 
     @property
     def src_lang(self) -> str:
@@ -255,8 +268,12 @@ def paper_departures(
     from_paper: list[Difference] = []
     other: list[Difference] = []
 
+    if config.get("model_type") != VaswaniConfig.model_type:
+        # Another network altogether: its fields have no counterpart in Table 3, so the network is one departure.
+        network = (config.get("architectures") or [config.get("model_type")])[0]
+        from_paper.append(Difference("model", "the Transformer (§3)", network, "the network (§3)"))
     # The model's own config is the truth about the architecture (the run config's model section only overrides).
-    for name in VaswaniConfig.__annotations__:
+    for name in VaswaniConfig.__annotations__ if not from_paper else ():
         paper, value = getattr(reference_config, name), config.get(name, getattr(reference_config, name))
         if value == paper:
             continue
@@ -471,7 +488,7 @@ def load_card_inputs(
     if not config_path.is_file():
         raise FileNotFoundError(
             f"{config_path} is missing: {model_dir} is not a saved model. Pass the folder that "
-            "VaswaniForConditionalGeneration.save_pretrained wrote (e.g. outputs/main-job/model)."
+            "save_pretrained wrote (e.g. outputs/main-job/model)."
         )
     run_config_path = run_dir / "run_config.yaml"
     if not run_config_path.is_file():
@@ -481,11 +498,6 @@ def load_card_inputs(
         )
     notes: list[str] = []
     config = _read_json(config_path)
-    if config.get("model_type") != VaswaniConfig.model_type:
-        raise ValueError(
-            f"{config_path} has model_type {config.get('model_type')!r}; this card generator describes "
-            f"{VaswaniConfig.model_type!r} models only."
-        )
     generation_path = model_dir / "generation_config.json"
     generation_config = _read_json(generation_path) if generation_path.is_file() else None
     if generation_config is None:
@@ -521,6 +533,8 @@ def load_card_inputs(
         curve=curve,
         examples=examples,
         notes=notes + result_notes,
+        # What save_pretrained of this package's models copies beside the weights, which `auto_map` points into.
+        code_files=sorted(path.name for path in model_dir.glob("*.py")) if config.get("auto_map") else [],
     )
 
 
@@ -566,7 +580,13 @@ def card_metadata(inputs: CardInputs, model_name: str, license: str) -> ModelCar
         metrics=["bleu", "chrf"] if results else None,
         library_name="transformers",
         pipeline_tag="translation",
-        tags=["translation", "transformer", "encoder-decoder", "vaswani", "custom_code"],
+        tags=[
+            "translation",
+            *(["transformer"] if inputs.paper_model else []),
+            "encoder-decoder",
+            "vaswani" if inputs.paper_model else inputs.config.get("model_type", ""),
+            *(["custom_code"] if inputs.code_files else []),
+        ],
         model_name=model_name if results else None,
         eval_results=results or None,
     )
@@ -599,6 +619,18 @@ def _value(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def model_fields(config: dict) -> list[tuple[str, object]]:
+    """The settings of `config.json` that describe the network, for the card of a model of another type than the
+    paper's (whose card compares its fields with Table 3 instead)."""
+    return [
+        (key, value)
+        for key, value in sorted(config.items())
+        if key not in CONFIG_BOILERPLATE
+        and not key.endswith(("_token_id", "_token_ids"))
+        and isinstance(value, bool | int | float | str)
+    ]
 
 
 def render_model_card(
@@ -640,7 +672,10 @@ def render_model_card(
         model_id=model_id,
         license=license,
         config=inputs.config,
-        d_k=inputs.config["d_model"] // inputs.config["num_heads"],
+        paper_model=inputs.paper_model,
+        network=(inputs.config.get("architectures") or [inputs.config.get("model_type")])[0],
+        d_k=inputs.config["d_model"] // inputs.config["num_heads"] if inputs.paper_model else None,
+        model_fields=model_fields(inputs.config),
         num_parameters=inputs.num_parameters,
         preset=inputs.run_config.model.preset,
         reference_config=reference_config,
@@ -660,7 +695,8 @@ def render_model_card(
         departures=departures,
         src_lang=inputs.src_lang,
         tgt_lang=inputs.tgt_lang,
-        code_files=REMOTE_CODE_FILES,
+        code_files=inputs.code_files,
+        decoding_text=_decoding_text(inputs.generation_config),
         bibtex=PAPER_BIBTEX,
     )
     # Sections left out leave runs of blank lines behind; Markdown needs one between blocks.

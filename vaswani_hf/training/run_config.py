@@ -23,12 +23,15 @@ PRESET_DIR = Path(__file__).parent / "presets"
 class ModelArgs:
     """The architecture: a `VaswaniConfig` preset (Table 3 row) and any fields that depart from it.
 
-    `architecture` picks the transformers model the recipe trains: this package's `vaswani`, or transformers' own
-    `marian` (`MarianMTModel`, post-norm with fixed sinusoidal positions, given the same sizes); the recipe itself
-    (batching, Eq. 3, loss, checkpoints, averaging, validation) is the same for both.
+    `architecture` picks the transformers model the recipe trains: this package's `vaswani`; transformers' own
+    `marian` (`MarianMTModel`, post-norm with fixed sinusoidal positions, given the same sizes); or this package's
+    recurrent encoder-decoder `rnn` (`RNNConfig`: its defaults, then the fields set here among `cell`,
+    `bidirectional`, `attention`, `hidden_size`, `embedding_size`, the layer counts, `dropout` and
+    `tie_word_embeddings`). The recipe itself (batching, Eq. 3, loss, checkpoints, averaging, validation) is the same
+    for all; `vaswani_hf.training.architectures` builds the model config and refuses a field the architecture lacks.
     """
 
-    architecture: Literal["vaswani", "marian"] = "vaswani"
+    architecture: Literal["vaswani", "marian", "rnn"] = "vaswani"
     preset: Literal["base", "big"] = "base"
     d_model: int | None = None
     d_ff: int | None = None
@@ -41,11 +44,17 @@ class ModelArgs:
     position_embedding_type: Literal["sinusoidal", "learned"] | None = None
     tie_word_embeddings: bool | None = None
     max_position_embeddings: int | None = None
+    # The recurrent model's own fields (architecture rnn only).
+    cell: Literal["gru", "lstm"] | None = None
+    bidirectional: bool | None = None
+    attention: Literal["none", "additive", "dot", "general"] | None = None
+    hidden_size: int | None = None
+    embedding_size: int | None = None
     # The attention kernel (same results, different speed); None lets transformers choose (sdpa where available).
     attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
 
     def overrides(self) -> dict:
-        """The architecture fields set here, for `VaswaniConfig.base(**overrides)` / `.big(**overrides)`."""
+        """The architecture fields set here (every field but `architecture`, `preset` and the kernel)."""
         skip = ("architecture", "preset", "attn_implementation")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip and v is not None}
 

@@ -1,19 +1,14 @@
-"""Tests for vaswani_hf.training.finetuning and vaswani-finetune: Seq2SeqTrainer with the paper's Adam and Eq. 3, exact
-gradient accumulation, BLEU/chrF from predict_with_generate, and the command line end to end. Offline, tiny models."""
-
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""Tests for vaswani_hf.training.finetuning: Seq2SeqTrainer with the paper's Adam and Eq. 3, exact gradient
+accumulation, BLEU/chrF from predict_with_generate. Offline, tiny models. (`vaswani-finetune`, the command line on top
+of it: test_cli_finetune.py.)"""
 
 import pytest
 import sacrebleu
 import torch
+from conftest import word_pairs
 from datasets import Dataset
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, EvalPrediction, TrainerCallback
+from transformers import DataCollatorForSeq2Seq, EvalPrediction, TrainerCallback
 
-from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
 from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.training.finetuning import (
     VaswaniSeq2SeqTrainer,
@@ -21,43 +16,12 @@ from vaswani_hf.training.finetuning import (
     translation_metrics,
 )
 
-EN = "the a house cat dog tree sleeps is small big red green runs over under and".split()
-DE = "das ein Haus Katze Hund Baum schläft ist klein groß rot grün läuft über unter und".split()
-POSITIONS = 128  # room for a source of 30 tokens plus 50 generated ones
-
-
-def pairs(lengths: list[int], seed: int = 0) -> list[dict]:
-    """Word-by-word "translations" with `lengths` words each, as rows of a `translation` column."""
-    generator = torch.Generator().manual_seed(seed)
-    rows = []
-    for length in lengths:
-        words = torch.randint(len(EN), (length,), generator=generator).tolist()
-        rows.append({"translation": {"en": " ".join(EN[w] for w in words), "de": " ".join(DE[w] for w in words)}})
-    return rows
-
 
 def tokenized(rows: list[dict], tokenizer) -> Dataset:
     return tokenize_pairs(Dataset.from_list(rows), tokenizer, src_lang="en", tgt_lang="de")[0]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    texts = [text for row in pairs([3] * 40) for text in row["translation"].values()]
-    return train_shared_bpe(texts, vocab_size=80, min_frequency=1)
-
-
-@pytest.fixture
-def make_model(tiny_config, tokenizer):
-    def make(seed: int = 0) -> VaswaniForConditionalGeneration:
-        torch.manual_seed(seed)
-        return VaswaniForConditionalGeneration(
-            tiny_config(vocab_size=len(tokenizer), max_position_embeddings=POSITIONS)
-        )
-
-    return make
 
 
 class Recorder(TrainerCallback):
@@ -140,16 +104,18 @@ def one_update(make_model, tokenizer, tmp_path, dataset, batch_size, accumulatio
     return recorder.grads, {name: p.detach().clone() for name, p in model.named_parameters()}, counts
 
 
-def test_accumulated_update_equals_one_large_batch(make_model, tokenizer, tmp_path):
+def test_accumulated_update_equals_one_large_batch(make_word_pairs_model, word_pairs_tokenizer, tmp_path):
     # Targets of 1 to 15 words: length grouping puts the long ones in one micro-batch and the short in the other.
-    dataset = tokenized(pairs([1, 3, 5, 7, 9, 11, 13, 15]), tokenizer)
-    full_grads, full, full_counts = one_update(make_model, tokenizer, tmp_path, dataset, 8, 1)
-    grads, accumulated, counts = one_update(make_model, tokenizer, tmp_path, dataset, 4, 2)
-    _, averaged, _ = one_update(make_model, tokenizer, tmp_path, dataset, 4, 2, per_micro_batch_mean=True)
+    dataset = tokenized(word_pairs([1, 3, 5, 7, 9, 11, 13, 15]), word_pairs_tokenizer)
+    full_grads, full, full_counts = one_update(make_word_pairs_model, word_pairs_tokenizer, tmp_path, dataset, 8, 1)
+    grads, accumulated, counts = one_update(make_word_pairs_model, word_pairs_tokenizer, tmp_path, dataset, 4, 2)
+    _, averaged, _ = one_update(
+        make_word_pairs_model, word_pairs_tokenizer, tmp_path, dataset, 4, 2, per_micro_batch_mean=True
+    )
 
     assert len(counts) == 2 and counts[0] != counts[1] and sum(counts) == full_counts[0]
-    initial = dict(make_model().named_parameters())
-    d_model = make_model().config.d_model
+    initial = dict(make_word_pairs_model().named_parameters())
+    d_model = make_word_pairs_model().config.d_model
     for name, param in full.items():
         torch.testing.assert_close(grads[name], full_grads[name], atol=1e-6, rtol=1e-5, msg=name)
         masked = key_bias(name, d_model)
@@ -167,12 +133,12 @@ def test_accumulated_update_equals_one_large_batch(make_model, tokenizer, tmp_pa
 # ---------------------------------------------------------------------------------------------------------------------
 # The learning rate is Eq. 3 of the update number, counted from 1
 # ---------------------------------------------------------------------------------------------------------------------
-def test_learning_rate_follows_eq3_from_the_first_update(make_model, tokenizer, tmp_path):
-    dataset = tokenized(pairs([2, 3, 4, 5]), tokenizer)
+def test_learning_rate_follows_eq3_from_the_first_update(make_word_pairs_model, word_pairs_tokenizer, tmp_path):
+    dataset = tokenized(word_pairs([2, 3, 4, 5]), word_pairs_tokenizer)
     recorder = Recorder()
     trainer = make_trainer(
-        make_model(),
-        tokenizer,
+        make_word_pairs_model(),
+        word_pairs_tokenizer,
         tmp_path,
         train_dataset=dataset,
         callbacks=[recorder],
@@ -193,60 +159,64 @@ def test_learning_rate_follows_eq3_from_the_first_update(make_model, tokenizer, 
     )
 
 
-def test_trainer_rejects_bad_settings(make_model, tokenizer, tmp_path):
+def test_trainer_rejects_bad_settings(make_word_pairs_model, word_pairs_tokenizer, tmp_path):
     with pytest.raises(ValueError, match="warmup_steps must be a positive int"):
-        make_trainer(make_model(), tokenizer, tmp_path, warmup_steps=0)
+        make_trainer(make_word_pairs_model(), word_pairs_tokenizer, tmp_path, warmup_steps=0)
     with pytest.raises(ValueError, match="lr_scale must be positive"):
-        make_trainer(make_model(), tokenizer, tmp_path, lr_scale=0.0)
+        make_trainer(make_word_pairs_model(), word_pairs_tokenizer, tmp_path, lr_scale=0.0)
     args = finetuning_arguments(tmp_path / "run", use_cpu=True)
     with pytest.raises(ValueError, match="processing_class"):
-        VaswaniSeq2SeqTrainer(model=make_model(), args=args)
+        VaswaniSeq2SeqTrainer(model=make_word_pairs_model(), args=args)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # predict_with_generate: the paper's decoding, not Seq2SeqTrainer's 20 tokens, and sacreBLEU scores
 # ---------------------------------------------------------------------------------------------------------------------
-def test_translation_metrics_score_detokenized_text(tokenizer):
-    rows = pairs([3, 6, 4], seed=3)
+def test_translation_metrics_score_detokenized_text(word_pairs_tokenizer):
+    rows = word_pairs([3, 6, 4], seed=3)
     references = [row["translation"]["de"] for row in rows]
-    labels = tokenizer(text_target=references, padding=True)["input_ids"]
-    labels = [[-100 if t == tokenizer.pad_token_id else t for t in row] for row in labels]
-    start = [tokenizer.bos_token_id]  # the decoder start token heads every generated row
-    perfect = [start + [t if t != -100 else tokenizer.pad_token_id for t in row] for row in labels]
-    metrics = translation_metrics(tokenizer)
+    labels = word_pairs_tokenizer(text_target=references, padding=True)["input_ids"]
+    labels = [[-100 if t == word_pairs_tokenizer.pad_token_id else t for t in row] for row in labels]
+    start = [word_pairs_tokenizer.bos_token_id]  # the decoder start token heads every generated row
+    perfect = [start + [t if t != -100 else word_pairs_tokenizer.pad_token_id for t in row] for row in labels]
+    metrics = translation_metrics(word_pairs_tokenizer)
     scores = metrics(EvalPrediction(predictions=torch.tensor(perfect).numpy(), label_ids=torch.tensor(labels).numpy()))
     assert scores["bleu"] == pytest.approx(100.0) and scores["chrf"] == pytest.approx(100.0)
-    assert scores["gen_len"] == pytest.approx(sum(len(tokenizer(text_target=r)["input_ids"]) for r in references) / 3)
+    assert scores["gen_len"] == pytest.approx(
+        sum(len(word_pairs_tokenizer(text_target=r)["input_ids"]) for r in references) / 3
+    )
     # One sentence wrong: sacreBLEU's own numbers on the decoded strings.
-    wrong = tokenizer(text_target=["das Haus", references[1], references[2]], padding=True)["input_ids"]
-    wrong = [start + row + [tokenizer.pad_token_id] * 30 for row in wrong]
+    wrong = word_pairs_tokenizer(text_target=["das Haus", references[1], references[2]], padding=True)["input_ids"]
+    wrong = [start + row + [word_pairs_tokenizer.pad_token_id] * 30 for row in wrong]
     scores = metrics(EvalPrediction(predictions=torch.tensor(wrong).numpy(), label_ids=torch.tensor(labels).numpy()))
     hypotheses = ["das Haus", references[1], references[2]]
     assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hypotheses, [references]).score)
     assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hypotheses, [references]).score)
 
 
-def test_predict_with_generate_decodes_source_length_plus_50_not_20(make_model, tokenizer, tmp_path):
-    model = make_model(seed=1)
-    eos = tokenizer.eos_token_id
+def test_predict_with_generate_decodes_source_length_plus_50_not_20(
+    make_word_pairs_model, word_pairs_tokenizer, tmp_path
+):
+    model = make_word_pairs_model(seed=1)
+    eos = word_pairs_tokenizer.eos_token_id
 
     def lower_eos(module, args, logits):
         # Finite, so that the source-length limit can still force </s>: every output runs to that limit.
         return logits - 100.0 * torch.nn.functional.one_hot(torch.tensor(eos), logits.shape[-1]).to(logits)
 
     model.lm_head.register_forward_hook(lower_eos)
-    dataset = tokenized(pairs([24, 30, 27], seed=5), tokenizer)
+    dataset = tokenized(word_pairs([24, 30, 27], seed=5), word_pairs_tokenizer)
     source_lengths = [len(ids) for ids in dataset["input_ids"]]
     assert min(source_lengths) > 20
     before = model.generation_config.to_dict()
-    trainer = make_trainer(model, tokenizer, tmp_path, eval_dataset=dataset, per_device_eval_batch_size=2)
+    trainer = make_trainer(model, word_pairs_tokenizer, tmp_path, eval_dataset=dataset, per_device_eval_batch_size=2)
     assert trainer.args.generation_max_length is None
 
     output = trainer.predict(dataset)
     # Length grouping reorders the sentences: match them by their references.
     by_labels = {tuple(row["labels"]): len(row["input_ids"]) for row in dataset}
     for prediction, labels in zip(output.predictions, output.label_ids, strict=True):
-        limit = by_labels[tuple(int(t) for t in labels if t != -100 and t != tokenizer.pad_token_id)] + 50
+        limit = by_labels[tuple(int(t) for t in labels if t != -100 and t != word_pairs_tokenizer.pad_token_id)] + 50
         # Column 0 is the decoder start token; </s> is forced as the 50th token past the source length.
         assert prediction.tolist().index(eos) == limit
     metrics = output.metrics
@@ -255,94 +225,3 @@ def test_predict_with_generate_decodes_source_length_plus_50_not_20(make_model, 
     # Seq2SeqTrainer writes transformers' defaults (max_length=20, ...) into the generation config; they are undone.
     assert model.generation_config.to_dict() == before
     assert set(trainer.evaluate()) >= {"eval_loss", "eval_bleu", "eval_chrf", "eval_gen_len"}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# vaswani-finetune
-# ---------------------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def saved_model(make_model, tokenizer, tmp_path) -> Path:
-    path = tmp_path / "model"
-    make_model().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def as_eos_list(generation_config: dict) -> dict:
-    eos = generation_config.get("eos_token_id")
-    return {**generation_config, "eos_token_id": eos if isinstance(eos, list) else [eos]}
-
-
-def test_finetune_script_end_to_end(saved_model, tmp_path):
-    rows = pairs([2, 5, 3, 8, 4, 6, 7, 3] * 2, seed=1)
-    # Both JSON Lines layouts: {"translation": {...}} and flat {"en": ..., "de": ...}.
-    train = write_jsonl(tmp_path / "train.jsonl", rows[:8] + [row["translation"] for row in rows[8:]])
-    validation = write_jsonl(tmp_path / "dev.jsonl", pairs([3, 4, 5], seed=2))
-    output_dir = tmp_path / "finetuned"
-    command = [
-        sys.executable,
-        "-m",
-        "vaswani_hf.cli.finetune",
-        str(saved_model),
-        "--train",
-        str(train),
-        "--validation",
-        str(validation),
-    ]
-    command += ["--output-dir", str(output_dir), "--max-steps", "2", "--batch-size", "4", "--grad-accum", "2"]
-    command += ["--warmup", "2", "--eval-steps", "1", "--save-steps", "2", "--seed", "3"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    printed = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(printed) == {"bleu", "chrf"}
-    results = json.loads((output_dir / "eval_results.json").read_text())
-    assert results["eval_bleu"] == printed["bleu"] and results["eval_chrf"] == printed["chrf"]
-    assert (output_dir / "model.safetensors").is_file() and (output_dir / "checkpoint-2").is_dir()
-
-    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir)
-    assert isinstance(model, VaswaniForConditionalGeneration)
-    initial = VaswaniForConditionalGeneration.from_pretrained(saved_model)
-    assert any(not torch.equal(p, initial.state_dict()[n]) for n, p in model.state_dict().items())  # it trained
-    # The paper's decoding, without Seq2SeqTrainer's defaults (max_length=20, ...) saved into it. (The Trainer of
-    # transformers 5.15 writes the </s> id as a one-element list, which decodes the same.)
-    assert as_eos_list(model.generation_config.to_dict()) == as_eos_list(initial.generation_config.to_dict())
-    assert AutoTokenizer.from_pretrained(output_dir)("das Haus")["input_ids"][-1] == model.config.eos_token_id
-
-
-def test_finetune_script_rejects_a_max_length_that_does_not_fit(saved_model, tmp_path):
-    from vaswani_hf.cli import finetune
-
-    train = write_jsonl(tmp_path / "train.jsonl", pairs([2, 3]))
-    command = [str(saved_model), "--train", str(train), "--output-dir", str(tmp_path / "out")]
-    with pytest.raises(SystemExit, match=f"--max-length 200 does not fit.*use --max-length {POSITIONS - 50} or less"):
-        finetune.main([*command, "--validation", str(train), "--max-length", "200"])
-    with pytest.raises(SystemExit, match="error: .*no corpus at"):
-        finetune.main([*command[:2], str(tmp_path / "missing"), *command[3:]])
-
-
-def test_finetune_script_refuses_a_foreign_tokenizer(tmp_path, tiny_config):
-    """A model directory whose tokenizer has more tokens than the model's vocabulary fails with a clear message."""
-    import subprocess
-    import sys
-
-    from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
-
-    tokenizer = train_shared_bpe([f"word{i} wort{i}" for i in range(300)] * 2, vocab_size=400)
-    assert len(tokenizer) > 64
-    VaswaniForConditionalGeneration(tiny_config(vocab_size=64)).save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
-    (tmp_path / "train.jsonl").write_text('{"en": "a", "de": "b"}\n')
-    done = subprocess.run(
-        [sys.executable, "-m", "vaswani_hf.cli.finetune", str(tmp_path / "model"), "--train", str(tmp_path / "train.jsonl"),
-         "--output-dir", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode != 0
-    assert "vocabulary has 64" in done.stderr and "another tokenizer" in done.stderr

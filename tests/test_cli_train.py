@@ -273,7 +273,12 @@ def test_a_marian_model_trains_through_the_same_command_and_resumes_exactly(corp
     and resumed with a longer one ends where an uninterrupted run does."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel
 
-    marian = ["model.architecture=marian", "model.dropout=0.1", "checkpoint.every_steps=10", "checkpoint.average_last=2"]
+    marian = [
+        "model.architecture=marian",
+        "model.dropout=0.1",
+        "checkpoint.every_steps=10",
+        "checkpoint.average_last=2",
+    ]
     train(corpus, tmp_path / "whole", *marian, "train.max_steps=30")
     train(corpus, tmp_path / "parts", *marian, "train.max_steps=20")
     train(corpus, tmp_path / "parts", *marian, "train.max_steps=30", resume=True)

@@ -1,14 +1,13 @@
 """Tests for the built-in English-German corpus (vaswani_hf.data.default_corpus), on tiny fake packages: no apt."""
 
-import hashlib
 import os
 import shutil
 import stat
 
 import pytest
+from conftest import CORPUS_PACKAGE_VERSIONS, help_docs_in, help_page, write_corpus_packages, write_help_pages
 from datasets import DatasetDict
 
-from vaswani_hf.cli import corpus as corpus_command
 from vaswani_hf.data import default_corpus
 from vaswani_hf.data.default_corpus import (
     build_default_corpus,
@@ -19,20 +18,10 @@ from vaswani_hf.data.default_corpus import (
     parse_help_tree,
 )
 
-VERSIONS = {"libreoffice-help-en-us": "4:7.4.7-1", "libreoffice-help-de": "4:7.4.7-1", "trans-de-en": "1.9-6"}
-
-
-def page(lang: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>t</title></head>\n'
-        f'<body><header id="TopLeftHeader"><p dir="auto">Help</p></header>\n<div id="DisplayArea">\n{body}\n'
-        "</div></body></html>\n"
-    )
-
 
 def test_parse_help_page_text():
     units = parse_help_page(
-        page(
+        help_page(
             "en",
             """
 <h1 id="hd_id1"><a name="x"></a>Opening <a href="y.html">Documents</a></h1>
@@ -66,21 +55,8 @@ text</span><span hidden="true" id="CALCsw2" class="CALC">the cell</span></span>,
     }
 
 
-def write_help(root, pages: dict[str, list[tuple[str, str, str]]], *, de_missing_pages=()):
-    """Writes the two language folders of a fake help: for each page path, units (id, English, German)."""
-    for lang, folder in (("en", "en-US"), ("de", "de")):
-        for doc, units in pages.items():
-            if lang == "de" and doc in de_missing_pages:
-                continue
-            path = root / folder / doc
-            path.parent.mkdir(parents=True, exist_ok=True)
-            body = "\n".join(f'<p id="{uid}">{en if lang == "en" else de}</p>' for uid, en, de in units if uid)
-            path.write_text(page(lang, body), encoding="utf-8")
-    return root / "en-US", root / "de"
-
-
 def test_parse_help_tree_pairs_by_page_and_id(tmp_path):
-    en_root, de_root = write_help(
+    en_root, de_root = write_help_pages(
         tmp_path,
         {
             "text/a/one.html": [("p1", "Open the file.", "Öffnen Sie die Datei."), ("p2", "Close it.", "")],
@@ -132,50 +108,9 @@ def test_parse_ding_selects_example_sentences(tmp_path):
         parse_ding(tmp_path / "missing")
 
 
-def bucket(doc: str) -> int:
-    return int(hashlib.sha1(doc.encode()).hexdigest(), 16) % 100
-
-
-def docs_in(buckets: range, count: int) -> list[str]:
-    """Page paths whose hash sends them to the given buckets."""
-    found = [f"text/shared/page{i}.html" for i in range(5000) if bucket(f"text/shared/page{i}.html") in buckets]
-    return found[:count]
-
-
-DING_SENTENCES = [(f"Satz Nummer {i} ist hier.", f"Sentence number {i} is here.") for i in range(8)]
-
-
-def write_packages(root):
-    """A fake unpacked package tree: help pages landing in every split, and a small Ding file."""
-    validation, test = docs_in(range(0, 3), 2), docs_in(range(3, 7), 2)
-    train = docs_in(range(7, 100), 3)
-    pages = {doc: [(f"p{i}", f"Train {doc} {i}.", f"Training {doc} {i}.") for i in range(3)] for doc in train}
-    for doc in validation + test:
-        pages[doc] = [(f"p{i}", f"Held {doc} {i}.", f"Gehalten {doc} {i}.") for i in range(2)]
-    # A shared label, on a train and a test page: leaks into train unless removed.
-    pages[train[0]].append(("shared", "Example:", "Beispiel:"))
-    pages[test[0]].append(("shared", "Example:", "Beispiel:"))
-    # The same German on a train page with other English: removed from train too.
-    pages[train[1]].append(("de_only", "Sample:", "Beispiel:"))
-    # A duplicate pair within train, on two train pages.
-    pages[train[1]].append(("dup", "Duplicate.", "Duplikat."))
-    pages[train[2]].append(("dup", "Duplicate.", "Duplikat."))
-    write_help(root / default_corpus.HELP_DIR, pages)
-    ding = root / default_corpus.DING_FILE
-    ding.parent.mkdir(parents=True)
-    ding.write_text("".join(f"Wort {{n}} | {de} :: word | {en}\n" for de, en in DING_SENTENCES), encoding="utf-8")
-    return {"train": train, "validation": validation, "test": test}
-
-
-@pytest.fixture
-def small_ding_splits(monkeypatch):
-    monkeypatch.setattr(default_corpus, "DING_TEST_SENTENCES", 2)
-    monkeypatch.setattr(default_corpus, "DING_VALIDATION_SENTENCES", 1)
-
-
 def test_build_default_corpus(tmp_path, small_ding_splits):
-    docs = write_packages(tmp_path)
-    corpus = build_default_corpus(tmp_path, VERSIONS)
+    docs = write_corpus_packages(tmp_path)
+    corpus = build_default_corpus(tmp_path, CORPUS_PACKAGE_VERSIONS)
     assert list(corpus) == ["train", "validation", "test_help", "test_dictionary"]
     for ds in corpus.values():
         assert ds.column_names == ["translation", "origin", "doc"]
@@ -202,7 +137,7 @@ def test_build_default_corpus(tmp_path, small_ding_splits):
     assert len(train) == 3 * 3 + 1 + 5  # 3 units on each train page, one "Duplicate.", 5 dictionary sentences
 
     # Deterministic, train and validation shuffled.
-    again = build_default_corpus(tmp_path, VERSIONS)
+    again = build_default_corpus(tmp_path, CORPUS_PACKAGE_VERSIONS)
     assert again["train"]["translation"][:] == corpus["train"]["translation"][:]
     assert {row["origin"] for row in corpus["validation"]} == {"help", "dictionary"}
 
@@ -212,30 +147,16 @@ def test_build_default_corpus(tmp_path, small_ding_splits):
 
 
 def test_build_default_corpus_empty_split(tmp_path, small_ding_splits):
-    write_help(tmp_path / default_corpus.HELP_DIR, {docs_in(range(7, 100), 1)[0]: [("p", "A.", "B.")]})
+    write_help_pages(tmp_path / default_corpus.HELP_DIR, {help_docs_in(range(7, 100), 1)[0]: [("p", "A.", "B.")]})
     (tmp_path / default_corpus.DING_FILE).parent.mkdir(parents=True)
     (tmp_path / default_corpus.DING_FILE).write_text("")
     with pytest.raises(ValueError, match=r"no pairs in \['validation', 'test_help', 'test_dictionary'\]"):
-        build_default_corpus(tmp_path, VERSIONS)
+        build_default_corpus(tmp_path, CORPUS_PACKAGE_VERSIONS)
 
 
-@pytest.fixture
-def fake_fetch(monkeypatch, small_ding_splits):
-    """Replaces the apt download with writing the fake packages; returns the list of calls."""
-    calls = []
-
-    def fetch(dest):
-        calls.append(dest)
-        write_packages(dest)
-        return dict(VERSIONS)
-
-    monkeypatch.setattr(default_corpus, "fetch_packages", fetch)
-    return calls
-
-
-def test_load_default_corpus_caches(tmp_path, fake_fetch, monkeypatch):
+def test_load_default_corpus_caches(tmp_path, fake_corpus_fetch, monkeypatch):
     corpus = load_default_corpus(tmp_path)
-    assert isinstance(corpus, DatasetDict) and len(fake_fetch) == 1
+    assert isinstance(corpus, DatasetDict) and len(fake_corpus_fetch) == 1
     folder = tmp_path / "default_corpus-v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default_corpus-v1"]  # no staging folder left
     card = (folder / "README.md").read_text()
@@ -249,17 +170,17 @@ def test_load_default_corpus_caches(tmp_path, fake_fetch, monkeypatch):
     assert cached["train"]["translation"][:] == corpus["train"]["translation"][:]
 
 
-def test_load_default_corpus_refresh_and_env(tmp_path, fake_fetch, monkeypatch):
+def test_load_default_corpus_refresh_and_env(tmp_path, fake_corpus_fetch, monkeypatch):
     monkeypatch.setenv("VASWANI_HF_CACHE", str(tmp_path / "env"))
     load_default_corpus()
     (tmp_path / "env" / "default_corpus-v1" / "marker").write_text("old")
     load_default_corpus(refresh=True)
-    assert len(fake_fetch) == 2
+    assert len(fake_corpus_fetch) == 2
     assert sorted(p.name for p in (tmp_path / "env").iterdir()) == ["default_corpus-v1"]
     assert not (tmp_path / "env" / "default_corpus-v1" / "marker").exists()
 
 
-def test_load_default_corpus_leaves_no_partial_cache(tmp_path, fake_fetch, monkeypatch):
+def test_load_default_corpus_leaves_no_partial_cache(tmp_path, fake_corpus_fetch, monkeypatch):
     def fail_midway(self, path, **kwargs):
         os.makedirs(os.path.join(path, "train"))
         raise KeyboardInterrupt  # as if the user stopped the build while it was writing
@@ -270,7 +191,7 @@ def test_load_default_corpus_leaves_no_partial_cache(tmp_path, fake_fetch, monke
     assert list(tmp_path.iterdir()) == []
 
 
-def test_load_default_corpus_concurrent_build(tmp_path, fake_fetch, monkeypatch):
+def test_load_default_corpus_concurrent_build(tmp_path, fake_corpus_fetch, monkeypatch):
     # Another process finishes the same build while this one is busy: its cache is kept and loaded.
     other = load_default_corpus(tmp_path / "other")
     original_build = default_corpus.build_default_corpus
@@ -338,18 +259,3 @@ def test_fetch_packages_download_fails(tmp_path, fake_tools, monkeypatch):
         RuntimeError, match=r"(?s)exit code 100.*Unable to locate package.*apt-get update.*load_parallel"
     ):
         fetch_packages(tmp_path / "dest")
-
-
-def test_cli_reports_missing_apt(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(SystemExit) as exit_info:
-        corpus_command.main(["--cache-dir", str(tmp_path)])
-    assert exit_info.value.code == 1
-    assert "error: the default corpus is built from Debian packages" in capsys.readouterr().err
-
-
-def test_cli_prints_split_sizes(tmp_path, fake_fetch, capsys):
-    corpus_command.main(["--cache-dir", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert str(tmp_path / "default_corpus-v1") in out
-    assert "test_dictionary:      2 pairs (help 0, dictionary 2)" in out

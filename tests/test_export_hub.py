@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import save_tiny_marian
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError, HTTPError, RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
@@ -299,3 +300,36 @@ def test_network_failure_before_the_upload_is_reported(staged, monkeypatch, mode
     code = load_script().main([str(model_dir), "someone/tiny", "--max-shard-size", SHARD_SIZE])
     assert code == 1 and events == ["validate", "whoami"]
     assert "error: could not check the token: the Hub could not be reached" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Models of other types: transformers' MarianMTModel, as `model.architecture=marian` trains it
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def marian_dir(tmp_path_factory) -> Path:
+    """A tiny MarianMTModel with the shared BPE tokenizer and its run config, as vaswani-train leaves them."""
+    run_dir = tmp_path_factory.mktemp("marian-run")
+    overrides = [f"output_dir={run_dir}", "data.corpus=data/train", "model.architecture=marian"]
+    (run_dir / "run_config.yaml").write_text(RunConfig.load("small-cpu", overrides).to_yaml())
+    save_tiny_marian(run_dir / "model", CORPUS)
+    return run_dir / "model"
+
+
+def test_a_transformers_model_is_staged_without_code_and_checked_with_transformers_alone(marian_dir, tmp_path):
+    stage = tmp_path / "stage"
+    assert stage_model(marian_dir, stage, max_shard_size=SHARD_SIZE) == []
+    assert not list(stage.glob("*.py"))
+    config = json.loads((stage / "config.json").read_text())
+    assert config["model_type"] == "marian" and "auto_map" not in config
+    report = validate_staged(stage, marian_dir)
+    assert report.model_class.startswith("transformers.models.marian") and report.model_class.endswith("MarianMTModel")
+    card = (stage / "README.md").read_text()
+    assert "trust_remote_code" not in card and "`MarianMTModel` encoder-decoder" in card
+
+    # A config that names code it does not carry is refused before anything loads.
+    (stage / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoConfig": "x.Y"}}))
+    with pytest.raises(ValidationError, match=r"has auto_map \{'AutoConfig': 'x.Y'\}, not the None that MarianConfig"):
+        validate_staged(stage, marian_dir)
+    (stage / "config.json").write_text(json.dumps({**config, "model_type": "no-such-model"}))
+    with pytest.raises(ValidationError, match="model_type 'no-such-model', which neither transformers nor vaswani_hf"):
+        validate_staged(stage, marian_dir)

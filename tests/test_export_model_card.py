@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import save_tiny_marian
 from datasets import Dataset, DatasetDict
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
@@ -176,6 +177,27 @@ def test_a_paper_faithful_run_has_no_departures():
     big = paper_departures(VaswaniConfig.big().to_dict(), RunConfig.load("big", ["data.corpus=hub:wmt14:de-en"]), None)
     # Compared with the big preset, the big model departs only in having no saved decoding.
     assert {d.key for d in big.from_paper} == {f"generation.{key}" for key in PAPER_DECODING}
+
+
+def test_a_model_of_another_type_lists_its_own_settings(tmp_path, dataset_card):
+    """A MarianMTModel trained by the same recipe: its config is listed, not compared with Table 3; the network is
+    the first departure; it loads with transformers alone, so the card shows no remote code."""
+    marian_dir = save_tiny_marian(tmp_path / "marian", CORPUS)
+    run_dir = make_run(tmp_path, marian_dir, "model.architecture=marian", results=MAIN_JOB_RESULTS)
+
+    inputs = load_card_inputs(marian_dir, run_dir, dataset_card=dataset_card)
+    assert not inputs.paper_model and inputs.code_files == []
+    departures = paper_departures(inputs.config, inputs.run_config, inputs.generation_config, inputs.data)
+    assert (departures.from_paper[0].key, departures.from_paper[0].value) == ("model", "MarianMTModel")
+    assert not {"d_model", "encoder_layers", "vocab_size"} & {d.key for d in departures.from_paper}
+
+    text = render_model_card(inputs)
+    card = check_model_card(text)
+    assert "custom_code" not in card.data.tags and "marian" in card.data.tags
+    assert "A `MarianMTModel` encoder-decoder (model type `marian`)" in text
+    assert "| `d_model` | 16 |" in text and "| `encoder_ffn_dim` | 32 |" in text
+    assert "trust_remote_code" not in text and "Table 3 does not describe this network" in text
+    assert "| `model` | the Transformer (§3) | MarianMTModel | the network (§3) |" in text
 
 
 def test_scores_from_evaluate_model_folders(model_dir, tmp_path):

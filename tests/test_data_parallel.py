@@ -1,4 +1,4 @@
-"""Tests for loading and cleaning parallel corpora (vaswani_hf.data)."""
+"""Tests for loading and cleaning parallel corpora (vaswani_hf.data.parallel)."""
 
 import json
 

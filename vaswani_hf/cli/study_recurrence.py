@@ -1,0 +1,83 @@
+"""Why attention replaced recurrence, measured on this machine: the Transformer of the small-cpu preset against the
+recurrent encoder-decoder of the rnn-cpu preset with additive attention and without attention (about the same
+parameter count), each trained on the built-in corpus with the same tokenizer, recipe and minutes of updates.
+
+    vaswani-study-recurrence                               # about 45 minutes on a 2-core CPU
+    vaswani-study-recurrence --minutes 20 --output-dir outputs/recurrence-long
+
+Measures, for each model: validation loss and test BLEU/chrF of every checkpoint against updates and minutes;
+training tokens/s and the time of one forward and backward as sentences grow, beside the sequential operations per
+layer; the gradient norm of the loss at a target position with respect to each source embedding, by distance, at
+initialisation and after training; test BLEU by source length; and the attention alignments of one sentence. Writes
+study.json and curves.png, parallelism.png, gradient_flow.png, length_buckets.png and attention.png to --output-dir.
+A stopped study continues where it stopped when started again. Run it alone on the machine: the budgets are minutes.
+"""
+
+import argparse
+import dataclasses
+
+from vaswani_hf.studies.recurrence import MODELS, StudySettings, run_study
+
+
+def parse_args(argv=None) -> StudySettings:
+    defaults = StudySettings()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", default=defaults.output_dir, help=f"(default: {defaults.output_dir})")
+    parser.add_argument(
+        "--minutes", type=float, default=defaults.minutes,
+        help=f"minutes of update time per model, the same for each (default: {defaults.minutes:g})",
+    )  # fmt: skip
+    parser.add_argument("--processes", type=int, default=defaults.processes, help="training processes (default: 2)")
+    parser.add_argument(
+        "--checkpoint-minutes", type=float, default=defaults.checkpoint_minutes,
+        help=f"minutes between checkpoints, the points of the curves (default: {defaults.checkpoint_minutes:g})",
+    )  # fmt: skip
+    parser.add_argument("--corpus", default=defaults.corpus, help="training corpus (default: the built-in one)")
+    parser.add_argument("--test", help="test set for another corpus (any form load_parallel reads)")
+    parser.add_argument("--src-lang", default=defaults.src_lang)
+    parser.add_argument("--tgt-lang", default=defaults.tgt_lang)
+    parser.add_argument(
+        "--curve-sentences", type=int, default=defaults.curve_sentences,
+        help=f"test sentences translated at every checkpoint (default: {defaults.curve_sentences})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gradient-sentences", type=int, default=defaults.gradient_sentences,
+        help=f"test pairs the gradient norms average over (default: {defaults.gradient_sentences})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=list(defaults.lengths),
+        help="sentence lengths of the timing (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--timing-batch-size", type=int, default=defaults.timing_batch_size)
+    for name in MODELS:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}-config", default=defaults.configs[name],
+            help=f"run config (preset or YAML) of {name} (default: {defaults.configs[name]})",
+        )  # fmt: skip
+    parser.add_argument("overrides", nargs="*", help="run-config overrides for every model (section.key=value)")
+    args = parser.parse_args(argv)
+    for name in ("minutes", "checkpoint_minutes"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("processes", "curve_sentences", "gradient_sentences", "timing_batch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.corpus != "default" and args.test is None:
+        parser.error("--corpus other than the built-in one needs --test")
+    configs = {name: getattr(args, f"{name}_config") for name in MODELS}
+    fields = {f.name for f in dataclasses.fields(StudySettings)} - {"configs", "overrides", "lengths", "example"}
+    return StudySettings(
+        **{name: getattr(args, name) for name in fields},
+        lengths=tuple(args.lengths),
+        configs=configs,
+        overrides=tuple(args.overrides),
+    )
+
+
+def main(argv=None) -> int:
+    run_study(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
