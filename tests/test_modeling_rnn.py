@@ -24,6 +24,7 @@ from vaswani_hf import (
     modeling_rnn,
     modeling_vaswani,
 )
+from vaswani_hf.generation_vaswani import PAPER_DECODING
 from vaswani_hf.modeling_rnn import RNNDecodingCache, RNNEncoderOutput
 from vaswani_hf.transformers_adapter import output_cache
 
@@ -360,3 +361,17 @@ def test_loads_without_the_package_through_remote_code(trained_dir, run_without_
         model=RNNForConditionalGeneration.from_pretrained(trained_dir), tokenizer=word_tokenizer(), task="translation"
     )
     assert report["translations"][:-1] == translator(texts, max_new_tokens=12)
+
+
+def test_decoding_defaults_to_the_transformers_paper_decoding():
+    """Beam 4, the GNMT penalty and at most source length + 50 tokens per sentence, as the Transformer decodes: a
+    comparison of the two models is one of networks, not of decoders."""
+    model = make_model(FORMS[1])
+    assert {key: getattr(model.generation_config, key) for key in PAPER_DECODING} == PAPER_DECODING
+    input_ids, attention_mask = source_batch()
+    # An untrained model rarely ends a sentence: its outputs run to each sentence's own limit.
+    output = model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=1)
+    lengths = [(row != PAD).sum().item() - 1 for row in output[:, 1:]]
+    limits = (attention_mask.sum(-1) + 50).tolist()
+    assert all(length <= limit for length, limit in zip(lengths, limits, strict=True))
+    assert output.shape[1] == 1 + max(limits)

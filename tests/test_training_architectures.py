@@ -40,7 +40,7 @@ def test_marian_gets_the_same_sizes_and_refuses_what_it_cannot_express(tokenizer
         3,
     )
     assert config.scale_embedding and config.share_encoder_decoder_embeddings and config.activation_function == "relu"
-    with pytest.raises(ValueError, match="marian is post-norm.*model.norm_first=false"):
+    with pytest.raises(ValueError, match="post-norm.*model.norm_first=false"):
         build_model_config(model_args("model.architecture=marian"), tokenizer)
 
 

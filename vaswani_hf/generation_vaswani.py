@@ -9,7 +9,7 @@ import math
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
-from transformers.generation import LogitsProcessor
+from transformers.generation import LogitsProcessor, LogitsProcessorList
 
 PAPER_DECODING = dict(
     num_beams=4,
@@ -45,6 +45,53 @@ class SourceLengthLimit(LogitsProcessor):
         forced = torch.full_like(scores, -math.inf)
         forced[:, self.eos_token_id] = scores[:, self.eos_token_id]
         return torch.where(at_limit, forced, scores)
+
+
+def source_lengths(inputs: torch.Tensor | None, kwargs: dict, pad_token_id: int) -> torch.Tensor:
+    """Source lengths in tokens (B,) of a `generate()` call: from the attention mask, else the non-pad input ids, else
+    the full width of given encoder outputs or embeddings."""
+    if kwargs.get("attention_mask") is not None:
+        return kwargs["attention_mask"].sum(-1)
+    input_ids = inputs if inputs is not None else kwargs.get("input_ids")
+    if input_ids is not None:
+        return (input_ids != pad_token_id).sum(-1)
+    states = kwargs.get("encoder_outputs") or (kwargs.get("inputs_embeds"),)
+    states = states[0]
+    return torch.full((states.shape[0],), states.shape[1], device=states.device)
+
+
+def add_source_length_limit(model, inputs, generation_config, kwargs: dict, logits_processor):
+    """Sets up the paper's per-sentence output limit (§6.1) for one `generate()` call of `model`: a `SourceLengthLimit`
+    after `logits_processor`, and `kwargs["max_new_tokens"]` at the longest sentence's limit. Returns the logits
+    processors to pass on.
+
+    The limit applies unless the call passes `max_length` or `max_new_tokens` (or a `generation_config` with
+    `max_new_tokens`); `max_length_offset=None` (in the call or the generation config) switches it off. A setting the
+    call does not make comes from the model's generation config, as transformers fills every field a passed
+    `generation_config` leaves unset: a GenerationConfig(num_beams=4) keeps input + 50.
+    """
+    if "max_length_offset" in kwargs:
+        offset = kwargs.pop("max_length_offset")
+    elif generation_config is not None and hasattr(generation_config, "max_length_offset"):
+        offset = generation_config.max_length_offset
+    else:
+        offset = getattr(model.generation_config, "max_length_offset", None)
+    explicit_limit = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens")) or (
+        generation_config is not None
+        and (generation_config.max_new_tokens is not None or "max_length" in generation_config.to_diff_dict())
+    )
+    if offset is None or explicit_limit:
+        return logits_processor
+    # The decoder reads <s> plus all but the last output token: outputs fit in max_position_embeddings (a recurrent
+    # model has no such limit).
+    limit = SourceLengthLimit(
+        source_lengths(inputs, kwargs, model.config.pad_token_id),
+        offset,
+        model.config.eos_token_id,
+        max_length=getattr(model.config, "max_position_embeddings", None),
+    )
+    kwargs["max_new_tokens"] = int(limit.limits.max())
+    return LogitsProcessorList([*(logits_processor or []), limit])
 
 
 class GrowingCacheLayer(DynamicLayer):

@@ -49,12 +49,21 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 
 from .configuration_rnn import RNNConfig
-from .transformers_adapter import CACHE_ARG, LEGACY_CACHE_ARG, cache_field, output_cache, pop_cache
+from .generation_vaswani import PAPER_DECODING, add_source_length_limit
+from .transformers_adapter import (
+    CACHE_ARG,
+    LEGACY_CACHE_ARG,
+    GNMTBeamSearchMixin,
+    cache_field,
+    output_cache,
+    pop_cache,
+)
 
 # The files a saved directory needs to load without this package (see configuration_rnn.AUTO_MAP).
 REMOTE_CODE_FILES = (
     "configuration_rnn.py",
     "configuration_vaswani.py",
+    "generation_vaswani.py",
     "modeling_rnn.py",
     "pipeline_translation.py",
     "transformers_adapter.py",
@@ -453,7 +462,7 @@ class RNNModel(RNNPreTrainedModel):
         )
 
 
-class RNNForConditionalGeneration(RNNPreTrainedModel, GenerationMixin):
+class RNNForConditionalGeneration(GNMTBeamSearchMixin, RNNPreTrainedModel, GenerationMixin):
     """The encoder-decoder with its output projection (the embedding matrix, when tied) and `generate()`."""
 
     _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
@@ -465,10 +474,10 @@ class RNNForConditionalGeneration(RNNPreTrainedModel, GenerationMixin):
         self.model = RNNModel(config)
         self.lm_head = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
         self.post_init()
+        # The Transformer's decoding (§6.1 of Vaswani et al.: beam 4, GNMT length penalty 0.6, at most source length
+        # + 50 tokens), so that the two models compare as networks, not as decoders.
         self.generation_config = GenerationConfig(
-            num_beams=4,
-            max_new_tokens=256,
-            early_stopping=True,
+            **PAPER_DECODING,
             bos_token_id=config.bos_token_id,
             eos_token_id=config.eos_token_id,
             pad_token_id=config.pad_token_id,
@@ -563,16 +572,23 @@ class RNNForConditionalGeneration(RNNPreTrainedModel, GenerationMixin):
         )
 
     @torch.no_grad()
-    def generate(self, inputs=None, generation_config: GenerationConfig | None = None, **kwargs):
-        """`GenerationMixin.generate`, decoding with an `RNNDecodingCache` unless the call passes a cache or turns
-        caching off (`use_cache=False`: every step reads the whole prefix again). The cache goes in through
-        generate's own cache argument: left to itself, transformers would build a key/value cache, which has no place
-        for a recurrent state."""
+    def generate(
+        self, inputs=None, generation_config: GenerationConfig | None = None, logits_processor=None, **kwargs
+    ):
+        """`GenerationMixin.generate` with the Transformer's decoding as the saved defaults (beam 4, GNMT length
+        penalty 0.6, at most source length + `max_length_offset` tokens per sentence; see
+        `generation_vaswani.add_source_length_limit`), decoding with an `RNNDecodingCache` unless the call passes a
+        cache or turns caching off (`use_cache=False`: every step reads the whole prefix again). The cache goes in
+        through generate's own cache argument: left to itself, transformers would build a key/value cache, which has
+        no place for a recurrent state."""
         defaults = generation_config if generation_config is not None else self.generation_config
+        logits_processor = add_source_length_limit(self, inputs, generation_config, kwargs, logits_processor)
         use_cache = kwargs["use_cache"] if kwargs.get("use_cache") is not None else defaults.use_cache
         if use_cache is not False and kwargs.get(CACHE_ARG) is None and kwargs.get(LEGACY_CACHE_ARG) is None:
             kwargs[CACHE_ARG] = RNNDecodingCache()
-        return super().generate(inputs, generation_config=generation_config, **kwargs)
+        return super().generate(
+            inputs, generation_config=generation_config, logits_processor=logits_processor, **kwargs
+        )
 
 
 __all__ = ["RNNDecodingCache", "RNNEncoderOutput", "RNNForConditionalGeneration", "RNNModel", "RNNPreTrainedModel"]

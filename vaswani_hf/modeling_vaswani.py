@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.generation import GenerationConfig, GenerationMixin, LogitsProcessorList
+from transformers.generation import GenerationConfig, GenerationMixin
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -37,7 +37,13 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_vaswani import VaswaniConfig
-from .generation_vaswani import PAPER_DECODING, DecodingCache, SourceLengthLimit, group_mask, one_row_per_group
+from .generation_vaswani import (
+    PAPER_DECODING,
+    DecodingCache,
+    add_source_length_limit,
+    group_mask,
+    one_row_per_group,
+)
 from .transformers_adapter import (
     CACHE_ARG,
     LEGACY_CACHE_ARG,
@@ -705,26 +711,7 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
         uses a `DecodingCache` sized for this call, handed to transformers through generate's own cache argument.
         """
         defaults = generation_config if generation_config is not None else self.generation_config
-        # A setting the call does not make comes from the model's generation config, as transformers fills every
-        # field a passed `generation_config` leaves unset: a GenerationConfig(num_beams=4) keeps input + 50.
-        if "max_length_offset" in kwargs:
-            offset = kwargs.pop("max_length_offset")
-        elif generation_config is not None and hasattr(generation_config, "max_length_offset"):
-            offset = generation_config.max_length_offset
-        else:
-            offset = getattr(self.generation_config, "max_length_offset", None)
-        explicit_limit = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens")) or (
-            generation_config is not None
-            and (generation_config.max_new_tokens is not None or "max_length" in generation_config.to_diff_dict())
-        )
-        if offset is not None and not explicit_limit:
-            source_lengths = self._source_lengths(inputs, kwargs)
-            # The decoder reads <s> plus all but the last output token: outputs fit in max_position_embeddings.
-            limit = SourceLengthLimit(
-                source_lengths, offset, self.config.eos_token_id, max_length=self.config.max_position_embeddings
-            )
-            kwargs["max_new_tokens"] = int(limit.limits.max())
-            logits_processor = LogitsProcessorList([*(logits_processor or []), limit])
+        logits_processor = add_source_length_limit(self, inputs, generation_config, kwargs, logits_processor)
         cache = self._decoding_cache(defaults, kwargs)
         if cache is not None:
             kwargs[CACHE_ARG] = cache
@@ -754,18 +741,6 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
         capacity = max_new_tokens if max_new_tokens is not None else max_length - 1 if max_length else None
         row_group = max(setting("num_beams") or 1, setting("num_return_sequences") or 1)
         return DecodingCache(self.config, capacity=capacity, row_group=row_group)
-
-    def _source_lengths(self, inputs: torch.Tensor | None, kwargs: dict) -> torch.Tensor:
-        """Source lengths in tokens (B,): from the attention mask, else the non-pad input ids, else the full width of
-        given encoder outputs or embeddings."""
-        if kwargs.get("attention_mask") is not None:
-            return kwargs["attention_mask"].sum(-1)
-        input_ids = inputs if inputs is not None else kwargs.get("input_ids")
-        if input_ids is not None:
-            return (input_ids != self.config.pad_token_id).sum(-1)
-        states = kwargs.get("encoder_outputs") or (kwargs.get("inputs_embeds"),)
-        states = states[0]
-        return torch.full((states.shape[0],), states.shape[1], device=states.device)
 
 
 __all__ = ["VaswaniForConditionalGeneration", "VaswaniModel", "VaswaniPreTrainedModel"]

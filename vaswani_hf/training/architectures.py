@@ -52,11 +52,20 @@ def build_model_config(model: ModelArgs, tokenizer) -> PretrainedConfig:
     config = preset(**tokens, **overrides)
     if model.architecture == "vaswani":
         return config
-    # MarianMTModel is the paper's post-norm model with fixed sinusoidal positions and one shared embedding matrix;
-    # other choices have no equivalent there.
+    return marian_config(config)
+
+
+def marian_config(config: VaswaniConfig) -> MarianConfig:
+    """The `MarianConfig` of the same network as `config`: MarianMTModel is the paper's post-norm model with fixed
+    sinusoidal positions, embeddings scaled by sqrt(d_model) and one shared embedding matrix, so these sizes give it
+    the architecture of §3 (`vaswani_hf.export.marian` converts the weights too).
+
+    Raises:
+        ValueError: for a choice Marian has no equivalent of (pre-norm, learned positions, untied embeddings).
+    """
     if config.norm_first or config.position_embedding_type != "sinusoidal" or not config.tie_word_embeddings:
         raise ValueError(
-            "model.architecture=marian is post-norm with sinusoidal positions and tied embeddings: set "
+            "MarianMTModel is post-norm with sinusoidal positions and tied embeddings: set "
             "model.norm_first=false, model.position_embedding_type=sinusoidal and model.tie_word_embeddings=true."
         )
     return MarianConfig(

@@ -1,0 +1,51 @@
+"""`scripts/benchmark_translation.py` on the trained toy model: each engine translates the test set in its own process,
+and the engines that run the same search in fp32 (ours with |Y| ** alpha, the converted Marian, CTranslate2) give the
+same translations. (The speed itself is the benchmark's business, not the tests'.)"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from toy_task import as_text, toy_examples, word_tokenizer
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark_translation.py"
+spec = importlib.util.spec_from_file_location("benchmark_translation", SCRIPT)
+benchmark_translation = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark_translation)
+
+pytest.importorskip("ctranslate2")
+
+
+def test_the_same_search_gives_the_same_translations_in_every_engine(trained_toy_model, tmp_path):
+    model_dir = tmp_path / "model"
+    trained_toy_model.save_pretrained(model_dir)
+    word_tokenizer().save_pretrained(model_dir)
+    sources, targets = toy_examples([3, 8, 5, 6, 4, 7, 3, 5] * 3, torch.Generator().manual_seed(5))
+    test = tmp_path / "test.jsonl"
+    test.write_text(
+        "".join(json.dumps({"en": as_text(s), "de": as_text(t)}) + "\n" for s, t in zip(sources, targets, strict=True))
+    )
+    runs = ["vaswani_hf:fp32:power", "marian:fp32", "ctranslate2:fp32", "vaswani_hf:fp32:gnmt", "ctranslate2:int8"]
+    output, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    benchmark_translation.main([str(model_dir), "--test", str(test), "--runs", *runs, "--output", str(output),
+                                "--markdown", str(table)])  # fmt: skip
+
+    rows = {row["run"]: row for row in json.loads(output.read_text())["rows"]}
+    assert list(rows) == runs
+    for run in ("marian:fp32", "ctranslate2:fp32"):
+        assert rows[run]["identical_to_reference"] == len(sources), run
+        assert rows[run]["bleu"] == rows["vaswani_hf:fp32:power"]["bleu"]
+    # The toy model has learnt its task: the translations are right, not merely equal.
+    assert rows["vaswani_hf:fp32:gnmt"]["bleu"] > 90
+    for row in rows.values():
+        assert row["seconds"] > 0 and row["target_tokens_per_s"] > 0 and row["sentences"] == len(sources)
+    assert table.read_text().count("\n") == len(runs) + 2
+
+
+@pytest.mark.parametrize("spec", ["marian:int8", "ctranslate2:bf16", "ctranslate2:fp32:gnmt", "onnx:fp32"])
+def test_a_run_no_engine_has_is_refused(spec):
+    with pytest.raises(ValueError, match="run"):
+        benchmark_translation.parse_run(spec)
