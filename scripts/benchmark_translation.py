@@ -161,6 +161,31 @@ def measure(spec: str, model_dir: str, test: str | None) -> dict:
         return json.loads(result_path.read_text())
 
 
+def batching(sources: list[str], hypotheses: list[str], tokenizer) -> dict:
+    """How much of the work each batching does is padding, from the sentences' source and output lengths: the share of
+    padded source positions, and of decoder steps taken for sentences that had already ended (a batch decodes until
+    its longest output ends). `vaswani_hf` batches length-sorted sources of at most 4096 padded tokens, Marian 32
+    sentences in file order."""
+    from vaswani_hf.data.batching import length_batches
+
+    source_lengths = [len(ids) for ids in tokenizer(sources)["input_ids"]]
+    output_lengths = [len(ids) for ids in tokenizer(hypotheses)["input_ids"]]
+    schemes = {
+        "vaswani_hf": length_batches(source_lengths, 4096),
+        "marian": [list(range(i, min(i + MARIAN_BATCH, len(sources)))) for i in range(0, len(sources), MARIAN_BATCH)],
+    }
+    shares = {}
+    for name, batches in schemes.items():
+        padded_source = sum(len(b) * max(source_lengths[i] for i in b) for b in batches)
+        padded_steps = sum(len(b) * max(output_lengths[i] for i in b) for b in batches)
+        shares[name] = {
+            "batches": len(batches),
+            "source_padding_share": 1 - sum(source_lengths) / padded_source,
+            "decoder_padding_share": 1 - sum(output_lengths) / padded_steps,
+        }
+    return shares
+
+
 def report(results: list[dict], model_dir: str, test: str | None) -> dict:
     from transformers import AutoTokenizer
 
@@ -190,7 +215,10 @@ def report(results: list[dict], model_dir: str, test: str | None) -> dict:
                 "threads": result["threads"],
             }
         )
-    return {"model_dir": model_dir, "test": test or "built-in test_help", "reference_run": REFERENCE_RUN, "rows": rows}
+    data = {"model_dir": model_dir, "test": test or "built-in test_help", "reference_run": REFERENCE_RUN, "rows": rows}
+    if reference is not None:
+        data["batching"] = batching(sources, reference, tokenizer)
+    return data
 
 
 def markdown(data: dict) -> str:
@@ -213,6 +241,11 @@ def markdown(data: dict) -> str:
         lines.append(
             f"| {row['run']} | {row['seconds']:.1f} | {row['sentences_per_s']:.1f} | {row['target_tokens_per_s']:,.0f} "
             f"| {ratio} | {peak} | {row['bleu']:.2f} | {row['chrf']:.2f} | {same} |"
+        )
+    for name, share in data.get("batching", {}).items():
+        lines.append(
+            f"\n{name} batching: {share['batches']} batches, {share['source_padding_share']:.0%} of source positions "
+            f"and {share['decoder_padding_share']:.0%} of decoder steps are padding"
         )
     return "\n".join(lines) + "\n"
 

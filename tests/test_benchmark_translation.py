@@ -42,7 +42,13 @@ def test_the_same_search_gives_the_same_translations_in_every_engine(trained_toy
     assert rows["vaswani_hf:fp32:gnmt"]["bleu"] > 90
     for row in rows.values():
         assert row["seconds"] > 0 and row["target_tokens_per_s"] > 0 and row["sentences"] == len(sources)
-    assert table.read_text().count("\n") == len(runs) + 2
+    lines = table.read_text().splitlines()
+    assert sum(line.startswith("| ") for line in lines) == len(runs) + 1
+    # Where the time goes: the padding of each batching, as shares.
+    shares = json.loads(output.read_text())["batching"]
+    assert set(shares) == {"vaswani_hf", "marian"} and sum("batching:" in line for line in lines) == 2
+    for share in shares.values():
+        assert 0 <= share["source_padding_share"] < 1 and 0 <= share["decoder_padding_share"] < 1
 
 
 @pytest.mark.parametrize("spec", ["marian:int8", "ctranslate2:bf16", "ctranslate2:fp32:gnmt", "onnx:fp32"])

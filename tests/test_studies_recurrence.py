@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vaswani_hf.cli.study_recurrence import parse_args
+from vaswani_hf.cli.study_recurrence import main, parse_args
 from vaswani_hf.studies.recurrence import FIGURES, MODELS, StudySettings, run_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -74,6 +74,14 @@ def test_a_tiny_study_trains_the_three_models_and_measures_them(corpus, tmp_path
     assert sorted(report["attention"]) == ["rnn_attention", "transformer"]
     for figure in FIGURES:
         assert (out / figure).stat().st_size > 1000, figure
+
+    # The figures can be drawn again from study.json alone.
+    for figure in FIGURES:
+        (out / figure).unlink()
+    assert main(["--replot", "--output-dir", str(out)]) == 0
+    assert all((out / figure).is_file() for figure in FIGURES)
+    with pytest.raises(SystemExit, match="run the study first"):
+        main(["--replot", "--output-dir", str(tmp_path / "nothing")])
 
     # Started again, the study keeps the finished trainings and measures again.
     again = run_study(settings)

@@ -106,6 +106,7 @@ def check_replaceable_model_dir(output_dir: str | Path) -> None:
     saved: a `config.json` of this model type, safetensors weights, and nothing else than the files such a directory
     consists of. Replacing a folder deletes it: anything else there (a training run, a checkpoint, a user's file, a
     subfolder) is never deleted on a guess."""
+    from .modeling_rnn import REMOTE_CODE_FILES as RNN_CODE_FILES
     from .modeling_vaswani import REMOTE_CODE_FILES
 
     output_dir = Path(output_dir)
@@ -117,7 +118,7 @@ def check_replaceable_model_dir(output_dir: str | Path) -> None:
     entries = sorted(output_dir.iterdir())
     if not entries:
         return
-    known = {*MODEL_DIR_FILES, *REMOTE_CODE_FILES}
+    known = {*MODEL_DIR_FILES, *REMOTE_CODE_FILES, *RNN_CODE_FILES}
     others = [
         entry.name + ("/" if entry.is_dir() else "")
         for entry in entries

@@ -11,12 +11,16 @@ layer; the gradient norm of the loss at a target position with respect to each s
 initialisation and after training; test BLEU by source length; and the attention alignments of one sentence. Writes
 study.json and curves.png, parallelism.png, gradient_flow.png, length_buckets.png and attention.png to --output-dir.
 A stopped study continues where it stopped when started again. Run it alone on the machine: the budgets are minutes.
+--replot draws the figures again from --output-dir's study.json, without training or measuring anything.
 """
 
 import argparse
 import dataclasses
+import json
+import sys
+from pathlib import Path
 
-from vaswani_hf.studies.recurrence import MODELS, StudySettings, run_study
+from vaswani_hf.studies.recurrence import MODELS, StudySettings, plot_study, run_study
 
 
 def parse_args(argv=None) -> StudySettings:
@@ -54,6 +58,7 @@ def parse_args(argv=None) -> StudySettings:
             f"--{name.replace('_', '-')}-config", default=defaults.configs[name],
             help=f"run config (preset or YAML) of {name} (default: {defaults.configs[name]})",
         )  # fmt: skip
+    parser.add_argument("--replot", action="store_true", help="only draw the figures again from study.json")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every model (section.key=value)")
     args = parser.parse_args(argv)
     for name in ("minutes", "checkpoint_minutes"):
@@ -75,6 +80,13 @@ def parse_args(argv=None) -> StudySettings:
 
 
 def main(argv=None) -> int:
+    if "--replot" in (sys.argv[1:] if argv is None else argv):
+        out = Path(parse_args(argv).output_dir)
+        if not (out / "study.json").is_file():
+            raise SystemExit(f"error: {out / 'study.json'} does not exist: run the study first")
+        for path in plot_study(json.loads((out / "study.json").read_text()), out):
+            print(f"wrote {path}")
+        return 0
     run_study(parse_args(argv))
     return 0
 

@@ -329,7 +329,7 @@ def plot_study(report: dict, out_dir: str | os.PathLike, dpi: int = 110) -> list
     attention = report.get("attention") or {}
     if attention:
         figure = new_figure(figsize=(5 * len(attention), 4.5))
-        panels = figure.subplots(1, len(attention), squeeze=False)[0]
+        panels = figure.subplots(1, len(attention), squeeze=False, gridspec_kw={"wspace": 0.45})[0]
         for axis, (name, maps) in zip(panels, attention.items(), strict=True):
             image = axis.imshow(maps["alignment"], vmin=0, vmax=1, cmap="viridis")
             axis.set_xticks(range(len(maps["source_tokens"])), maps["source_tokens"], rotation=90, fontsize=7)
