@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_rnn_config
 from PIL import Image
 
-from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
+from vaswani_hf import RNNForConditionalGeneration, VaswaniForConditionalGeneration, train_shared_bpe
 from vaswani_hf.analysis.attention_maps import (
     ALIGNMENT_FILE,
     KINDS,
@@ -19,6 +20,8 @@ from vaswani_hf.analysis.attention_maps import (
     load_model,
     plot_attention_maps,
 )
+
+from toy_task import word_tokenizer
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "plot_attention.py"
 PAIRS = [
@@ -194,3 +197,21 @@ def test_script_end_to_end(model, tokenizer, tmp_path):
         script.main([str(tmp_path / "missing"), SOURCES[0]])
     with pytest.raises(SystemExit, match="plot_attention.py: error: The source sentence at index 0 is empty"):
         script.main([str(tmp_path / "model"), "", "--device", "cpu"])
+
+
+def test_a_recurrent_model_has_only_encoder_decoder_attention(tmp_path):
+    """The recurrent model's attention is drawn as its one kind; without attention there is nothing to draw."""
+    pytest.importorskip("matplotlib")
+
+    torch.manual_seed(0)
+    model = RNNForConditionalGeneration(tiny_rnn_config("gru", "additive", True, vocab_size=16)).eval()
+    (maps,) = compute_attention_maps(model, word_tokenizer(), ["w4 w5 w6"], targets=["w6 w5"])
+    assert maps.encoder is None and maps.decoder is None
+    assert maps.cross.shape == (1, 1, 3, 4)  # one layer, one "head", w6 w5 </s> against w4 w5 w6 </s>
+    torch.testing.assert_close(maps.alignment().sum(-1), torch.ones(3))
+    paths = plot_attention_maps(maps, tmp_path)
+    assert sorted(path.name for path in paths) == ["alignment.png", "cross_layer1.png"]
+
+    alone = RNNForConditionalGeneration(tiny_rnn_config("gru", "none", True, vocab_size=16)).eval()
+    with pytest.raises(ValueError, match="returns no encoder-decoder attention"):
+        compute_attention_maps(alone, word_tokenizer(), ["w4 w5"], targets=["w5"])
