@@ -17,13 +17,18 @@ A stopped study continues where it stopped when started again. Run it alone on t
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 from vaswani_hf.studies.recurrence import MODELS, StudySettings, plot_study, run_study
 
 
 def parse_args(argv=None) -> StudySettings:
+    """The study's settings from the command line."""
+    return _parse(argv)[0]
+
+
+def _parse(argv=None) -> tuple[StudySettings, bool]:
+    """The settings, and whether to only draw the figures again (--replot)."""
     defaults = StudySettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default=defaults.output_dir, help=f"(default: {defaults.output_dir})")
@@ -71,23 +76,25 @@ def parse_args(argv=None) -> StudySettings:
         parser.error("--corpus other than the built-in one needs --test")
     configs = {name: getattr(args, f"{name}_config") for name in MODELS}
     fields = {f.name for f in dataclasses.fields(StudySettings)} - {"configs", "overrides", "lengths", "example"}
-    return StudySettings(
+    settings = StudySettings(
         **{name: getattr(args, name) for name in fields},
         lengths=tuple(args.lengths),
         configs=configs,
         overrides=tuple(args.overrides),
     )
+    return settings, args.replot
 
 
 def main(argv=None) -> int:
-    if "--replot" in (sys.argv[1:] if argv is None else argv):
-        out = Path(parse_args(argv).output_dir)
+    settings, replot = _parse(argv)
+    if replot:
+        out = Path(settings.output_dir)
         if not (out / "study.json").is_file():
             raise SystemExit(f"error: {out / 'study.json'} does not exist: run the study first")
         for path in plot_study(json.loads((out / "study.json").read_text()), out):
             print(f"wrote {path}")
         return 0
-    run_study(parse_args(argv))
+    run_study(settings)
     return 0
 
 

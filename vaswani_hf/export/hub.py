@@ -263,17 +263,18 @@ def _check_loading_config(stage_dir: Path, config: dict) -> None:
 
     model_type = config.get("model_type")
     try:
-        expected = AutoConfig.for_model(model_type).to_dict()
+        reference = AutoConfig.for_model(model_type)
     except ValueError as error:
         raise ValidationError(
             f"{stage_dir / 'config.json'} has model_type {model_type!r}, which neither transformers nor vaswani_hf "
             "knows; stage a model that AutoModelForSeq2SeqLM loads."
         ) from error
+    expected = reference.to_dict()
     for key in ("auto_map", "custom_pipelines"):
         if config.get(key) != expected.get(key):
             raise ValidationError(
                 f"{stage_dir / 'config.json'} has {key} {config.get(key)!r}, not the {expected.get(key)!r} that "
-                f"{type(AutoConfig.for_model(model_type)).__name__} writes (the code that loads the model without "
+                f"{type(reference).__name__} writes (the code that loads the model without "
                 "this package); stage it again with stage_model."
             )
 

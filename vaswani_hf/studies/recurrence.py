@@ -37,6 +37,7 @@ from ..training.checkpoints import CheckpointManager, averaged_model, checkpoint
 from ..training.corpus import prepare_corpus
 from ..training.launch import run_training
 from ..training.run_config import RunConfig
+from ..training.validation import validation_loss
 
 # name -> (run config preset or YAML, overrides, label). The two recurrent models differ only in attention.
 MODELS = {
@@ -117,34 +118,26 @@ def _validation_set(run_dir: Path, tokenizer):
     return tokenize_pairs(corpus["validation"], tokenizer, src_lang=data.src_lang, tgt_lang=data.tgt_lang)[0]
 
 
-@torch.no_grad()
-def _mean_loss(model, dataset, pad_token_id: int) -> float:
-    """Per-token cross-entropy (no smoothing) of `model` on a tokenized split, in batches of about 2048 tokens."""
-    from ..data.batching import collate, length_batches
-
-    model.eval()
-    total, tokens = 0.0, 0
-    lengths = [max(len(s), len(t)) for s, t in zip(dataset["input_ids"], dataset["labels"], strict=True)]
-    for batch in length_batches(lengths, 2048):
-        inputs = collate(dataset[batch], pad_token_id)
-        logits = model(**inputs).logits  # (B, T, V)
-        labels = inputs["labels"]
-        total += torch.nn.functional.cross_entropy(
-            logits.flatten(0, 1).float(), labels.flatten(), reduction="sum"
-        ).item()
-        tokens += (labels != -100).sum().item()
-    return total / tokens
-
-
 def _curve(run_dir: Path, tokenizer, valid_set, sources, references) -> list[dict]:
-    """Validation loss and test BLEU/chrF of every kept checkpoint on its own, with its updates and minutes."""
+    """Validation loss (per-token cross-entropy, no smoothing) and test BLEU/chrF of every kept checkpoint on its own,
+    with its updates and minutes."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
     points = []
     for checkpoint in CheckpointManager(run_dir / "checkpoints", keep=1).checkpoints():
         state = checkpoint_state(checkpoint)
         model = averaged_model([checkpoint], run_dir / "model_config")
         point = {"checkpoint": checkpoint.name, "updates": state["step"], "minutes": state["train_seconds"] / 60}
         if valid_set is not None:
-            point["validation_loss"] = _mean_loss(model, valid_set, model.config.pad_token_id)
+            point["validation_loss"] = validation_loss(
+                model,
+                valid_set,
+                max_tokens=2048,
+                pad_token_id=model.config.pad_token_id,
+                accelerator=accelerator,
+                label_smoothing=0.0,
+            )["valid/nll"]
         scores = score(translate(model, tokenizer, sources), references)
         point |= {"bleu": scores["bleu"], "chrf": scores["chrf"]}
         points.append(point)
