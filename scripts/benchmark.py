@@ -23,7 +23,9 @@ other's figures. Figures:
   holds: on CUDA from `torch.cuda.max_memory_allocated`; on a CPU, Linux's peak resident memory (VmHWM), reset
   before the calls (`vaswani_hf.analysis.layer_comparison.peak_memory`), with glibc asked to keep freed memory
   (`keep_freed_memory`, as vaswani_hf's training does) so that the figure is the heap the calls needed.
-Times are the median of `--repeats` calls after `--warmup` calls.
+Times are the median of `--repeats` calls after `--warmup` calls; with `--rounds N`, of all the calls of N such
+measurements, made in turn (ours, Marian, ours, ...), so that a drift in the machine's speed, common on shared cloud
+machines, does not favour the engine measured at the better moment.
 """
 
 import argparse
@@ -67,6 +69,7 @@ class Cell:
     warmup: int
     repeats: int
     profile: bool = False
+    compile: bool = False  # train through torch.compile(model), both engines
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -171,21 +174,27 @@ def measure_train(cell: Cell, device: torch.device) -> dict:
     source, target = random_batch(cell, device)
     batch = {"input_ids": source, "attention_mask": torch.ones_like(source), "labels": target}
 
+    # Inductor's default mode; the warm-up calls pay for the compilation, the timed ones run the compiled graphs.
+    timed_forward = torch.compile(model) if cell.compile else model
+    forward = timed_forward
+
     def step():
         with autocast(cell, device):
             # The training recipe's loss for both models: the paper's label smoothing 0.1 on their logits.
-            loss = training_loss(model, batch, label_smoothing=0.1)
+            loss = training_loss(forward, batch, label_smoothing=0.1)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     times, peak = timed_with_peak_memory(step, device, cell)
     # torch's FLOP counter does not see sdpa's CPU kernel: count a step with the eager kernel, which computes the same
-    # products as plain matmuls.
+    # products as plain matmuls, uncompiled.
     model.set_attn_implementation("eager")
+    forward = model
     with FlopCounterMode(display=False) as counter:
         step()
     model.set_attn_implementation(cell.attn_implementation)
+    forward = timed_forward
     if cell.profile:
         print_profile(step, cell)
     seconds = statistics.median(times)
@@ -346,11 +355,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--attn-implementation", choices=("eager", "sdpa"), default="sdpa")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every cell this many times, the engines taking turns, and report the median of all the calls: "
+        "a machine whose speed drifts then slows every engine alike (default: 1)",
+    )
     parser.add_argument("--profile", action="store_true", help="print each measurement's top operators to stderr")
+    parser.add_argument(
+        "--compile", action="store_true", help="train through torch.compile(model) (inductor); decoding stays eager"
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed to each measurement")
     parser.add_argument("--output", type=Path, help="write all figures as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as Markdown")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.worker is None and args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible to torch here")
     return args
@@ -383,9 +404,28 @@ def cells(args) -> list[Cell]:
                         args.warmup,
                         args.repeats,
                         args.profile,
+                        args.compile and mode == "train",
                     )
                 )
     return out
+
+
+def merge_rounds(cell: Cell, rounds: list[dict]) -> dict:
+    """One cell's figures over its rounds: the median of every timed call, the highest memory peak."""
+    times = [t for figures in rounds for t in figures["times"]]
+    seconds = statistics.median(times)
+    peaks = [figures["peak_mib"] for figures in rounds if figures["peak_mib"] is not None]
+    merged = {
+        **rounds[0],
+        "tokens_per_s": cell.batch * cell.length / seconds,
+        "seconds": seconds,
+        "times": times,
+        "peak_mib": max(peaks) if peaks else None,
+        "rounds": len(rounds),
+    }
+    if "flops_per_step" in merged:
+        merged["tflops"] = merged["flops_per_step"] / seconds / 1e12
+    return merged
 
 
 def mib(result: dict) -> str:
@@ -396,7 +436,8 @@ def table(results: list[dict], peak_tflops: float) -> str:
     """Markdown: one row per mode and shape, each engine's tokens/s and memory, and the ratios to Marian."""
     rows = {}
     for r in results:
-        rows.setdefault((r["mode"], r["batch"], r["length"]), {})[r["engine"]] = r
+        mode = r["mode"] + (" (compiled)" if r.get("compile") else "")
+        rows.setdefault((mode, r["batch"], r["length"]), {})[r["engine"]] = r
     lines = [
         "| mode | batch x length | vaswani_hf tok/s | Marian tok/s | CTranslate2 tok/s | vaswani_hf / Marian | "
         "CTranslate2 / Marian | memory MiB (ours / Marian) | ours % of matmul peak |",
@@ -440,16 +481,18 @@ def main(argv=None) -> int:
         {"kind": "peak", "device": args.device, "dtype": args.dtype, "threads": args.threads}, args.timeout
     )["tflops"]
     print(f"dense {args.dtype} matmul peak: {peak * 1000:,.0f} GFLOP/s", file=sys.stderr)
-    results = []
-    for cell in cells(args):
-        figures = in_fresh_process(asdict(cell), args.timeout)
-        results.append({**asdict(cell), **figures})
-        print(
-            f"{cell.mode:6s} {cell.batch:4d} x {cell.length:<5d} {cell.engine:12s} "
-            f"{figures['tokens_per_s']:10,.0f} tok/s  {mib(figures):>8} MiB",
-            file=sys.stderr,
-            flush=True,
-        )
+    measured = [(cell, []) for cell in cells(args)]
+    for _ in range(args.rounds):
+        for cell, rounds in measured:
+            figures = in_fresh_process(asdict(cell), args.timeout)
+            rounds.append(figures)
+            print(
+                f"{cell.mode:6s} {cell.batch:4d} x {cell.length:<5d} {cell.engine:12s} "
+                f"{figures['tokens_per_s']:10,.0f} tok/s  {mib(figures):>8} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
+    results = [{**asdict(cell), **merge_rounds(cell, rounds)} for cell, rounds in measured]
     markdown = table(results, peak)
     print(markdown)
     machine = {

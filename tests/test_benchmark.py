@@ -78,3 +78,19 @@ def test_table_has_ratios_to_marian(results):
 def test_shape_must_be_batch_x_length():
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--shape", "16-32"])
+
+
+def test_rounds_pool_every_call_and_keep_the_highest_peak(results):
+    """`--rounds`: one cell measured twice gives the median of its four calls and the larger of its two peaks."""
+    first = next(r for r in results if r["mode"] == "train" and r["engine"] == "vaswani_hf")
+    cell = benchmark.Cell(**{k: first[k] for k in benchmark.Cell.__dataclass_fields__})
+    second = {**first, "times": [t * 3 for t in first["times"]], "peak_mib": (first["peak_mib"] or 0) + 5}
+    merged = benchmark.merge_rounds(cell, [first, second])
+    times = first["times"] + second["times"]
+    assert merged["times"] == times and merged["rounds"] == 2
+    assert merged["seconds"] == pytest.approx(sorted(times)[1] / 2 + sorted(times)[2] / 2)
+    assert merged["tokens_per_s"] == pytest.approx(2 * 5 / merged["seconds"])
+    assert merged["tflops"] == pytest.approx(first["flops_per_step"] / merged["seconds"] / 1e12)
+    assert merged["peak_mib"] == second["peak_mib"]
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(TINY + ["--rounds", "0"])

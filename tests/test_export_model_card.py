@@ -150,7 +150,8 @@ def test_departures_list_every_difference_from_the_paper(model_dir, dataset_card
     assert found["norm_first"] == (False, True)
     assert found["encoder_layers"] == (6, 2)
     assert found["vocab_size"] == (37000, inputs.config["vocab_size"])
-    assert found["train.update_tokens"] == (25000, 4000)
+    assert found["train.update_tokens"] == (25000, 2000)
+    assert found["train.warmup_steps"] == (4000, 400)
     assert found["train.mixed_precision"] == ("no", "bf16")
     assert found["checkpoint.average_last"] == (5, 3)
     assert found["data.corpus"][1].startswith("vaswani_hf built-in English-German corpus")
@@ -162,7 +163,7 @@ def test_departures_list_every_difference_from_the_paper(model_dir, dataset_card
 
     text = render_model_card(inputs)
     assert "| `norm_first` | false | true |" in text
-    assert "| `train.update_tokens` | 25,000 | 4,000 |" in text
+    assert "| `train.update_tokens` | 25,000 | 2,000 |" in text
 
 
 def test_a_paper_faithful_run_has_no_departures():

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 
 from vaswani_hf import VaswaniForConditionalGeneration
-from vaswani_hf.modeling_vaswani import VaswaniSinusoidalPositions
+from vaswani_hf.modeling_vaswani import VaswaniDropout, VaswaniSinusoidalPositions
 from vaswani_hf.transformers_adapter import output_cache
 
 PAD, BOS, EOS = 0, 1, 2
@@ -204,6 +204,48 @@ def test_embeddings_are_scaled_token_embeddings_plus_positions(tiny_config):
             atol=1e-5,
             rtol=0,
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_residual_dropout_zeroes_p_of_the_inputs_and_scales_the_rest(dtype):
+    """§5.4's dropout on a CPU (`VaswaniDropout`'s mask from random bits): a million ones come out as 0 at rate p (within
+    five standard deviations, 0.0015) and as 1/(1-p) elsewhere; the gradient is the same mask; eval mode passes x on."""
+    dropout = VaswaniDropout(0.1).train()
+    x = torch.ones(1_000_000, dtype=dtype, requires_grad=True)
+    torch.manual_seed(0)
+    y = dropout(x)
+    assert y.dtype == dtype
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.0015, dropped
+    assert set(y.unique().tolist()) == {0.0, torch.tensor(1 / 0.9, dtype=dtype).item()}
+    upstream = torch.randn(x.shape, dtype=dtype)
+    y.backward(upstream)
+    torch.testing.assert_close(x.grad, upstream * y.detach())
+    torch.manual_seed(0)
+    torch.testing.assert_close(dropout(x), y)  # the default generator's seed fixes the mask
+    assert dropout.eval()(x) is x and VaswaniDropout(0.0).train()(x) is x
+
+
+def test_gradient_checkpointing_redraws_the_same_dropout_masks(tiny_config):
+    """With dropout on, a checkpointed layer recomputes its forward in the backward: it must draw the masks it drew
+    the first time (torch.utils.checkpoint restores the generator), or its gradients would belong to another network."""
+    plain = make_model(tiny_config, dropout=0.3).train()
+    checkpointed = copy.deepcopy(plain)
+    getattr(checkpointed, "activation_checkpointing_enable" if RENAMED_CHECKPOINTING else "gradient_checkpointing_enable")()
+    input_ids, attention_mask = source_batch()
+    labels, _ = decoder_batch(seed=3)
+    losses = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(7)
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        losses.append(loss.detach())
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-6, rtol=0)
+    with torch.no_grad():  # other masks, another loss: the comparison above is not of two dropout-free passes
+        assert abs(plain(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss - losses[0]) > 1e-3
+    grads = dict(checkpointed.named_parameters())
+    for name, param in plain.named_parameters():
+        torch.testing.assert_close(grads[name].grad, param.grad, atol=1e-6, rtol=1e-5, msg=name)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

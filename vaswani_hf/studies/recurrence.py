@@ -39,9 +39,11 @@ from ..training.launch import run_training
 from ..training.run_config import RunConfig
 from ..training.validation import validation_loss
 
-# name -> (run config preset or YAML, overrides, label). The two recurrent models differ only in attention.
+# name -> (run config preset or YAML, overrides, label). The two recurrent models differ only in attention. The
+# Transformer keeps the updates that rnn-cpu.yaml shares (4000 target tokens, 200 warm-up updates), the small-cpu
+# recipe before its updates were re-tuned for the main job, so that the three models train by one recipe.
 MODELS = {
-    "transformer": ("small-cpu", (), "Transformer"),
+    "transformer": ("small-cpu", ("train.update_tokens=4000", "train.warmup_steps=200"), "Transformer"),
     "rnn_attention": ("rnn-cpu", (), "GRU + additive attention"),
     "rnn_no_attention": ("rnn-cpu", ("model.attention=none",), "GRU, no attention"),
 }
