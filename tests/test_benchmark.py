@@ -94,3 +94,17 @@ def test_rounds_pool_every_call_and_keep_the_highest_peak(results):
     assert merged["peak_mib"] == second["peak_mib"]
     with pytest.raises(SystemExit):
         benchmark.parse_args(TINY + ["--rounds", "0"])
+
+
+@pytest.mark.slow
+def test_compiled_training_measures_the_same_work(results):
+    """`--compile`: the tiny training step through torch.compile(model) is timed, and its FLOPs, counted on the
+    uncompiled model, are those of the eager step."""
+    args = benchmark.parse_args(TINY + ["--modes", "train", "--engines", "vaswani_hf", "--compile"])
+    (cell,) = benchmark.cells(args)
+    assert cell.compile
+    compiled = benchmark.run_worker(json.dumps(asdict(cell)))
+    eager = next(r for r in results if r["mode"] == "train" and r["engine"] == "vaswani_hf")
+    assert compiled["tokens_per_s"] > 0 and len(compiled["times"]) == 2
+    assert compiled["flops_per_step"] == eager["flops_per_step"]
+    assert "train (compiled)" in benchmark.table([{**asdict(cell), **compiled}], peak_tflops=1.0)
