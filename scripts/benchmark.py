@@ -176,9 +176,8 @@ def measure_train(cell: Cell, device: torch.device) -> dict:
 
     # Inductor's default mode; the warm-up calls pay for the compilation, the timed ones run the compiled graphs.
     timed_forward = torch.compile(model) if cell.compile else model
-    forward = timed_forward
 
-    def step():
+    def step(forward=timed_forward):
         with autocast(cell, device):
             # The training recipe's loss for both models: the paper's label smoothing 0.1 on their logits.
             loss = training_loss(forward, batch, label_smoothing=0.1)
@@ -190,11 +189,9 @@ def measure_train(cell: Cell, device: torch.device) -> dict:
     # torch's FLOP counter does not see sdpa's CPU kernel: count a step with the eager kernel, which computes the same
     # products as plain matmuls, uncompiled.
     model.set_attn_implementation("eager")
-    forward = model
     with FlopCounterMode(display=False) as counter:
-        step()
+        step(model)
     model.set_attn_implementation(cell.attn_implementation)
-    forward = timed_forward
     if cell.profile:
         print_profile(step, cell)
     seconds = statistics.median(times)

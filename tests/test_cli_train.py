@@ -267,6 +267,19 @@ class CodeOnLoad:
         return (Path.touch, (Path(self.path),))
 
 
+def resumed_equals_uninterrupted(corpus, tmp_path, overrides, evidence: str) -> dict[str, torch.Tensor]:
+    """Trains 30 updates in one run and in two (20, then resumed to 30), asserts that both end with identical weights,
+    of which some are named with `evidence`, and returns the uninterrupted run's final weights."""
+    train(corpus, tmp_path / "whole", *overrides, "train.max_steps=30")
+    train(corpus, tmp_path / "parts", *overrides, "train.max_steps=20")
+    train(corpus, tmp_path / "parts", *overrides, "train.max_steps=30", resume=True)
+    whole, parts = weights(tmp_path / "whole", 30), weights(tmp_path / "parts", 30)
+    assert whole.keys() == parts.keys() and any(evidence in name for name in whole)
+    for name in whole:
+        torch.testing.assert_close(parts[name], whole[name], rtol=0, atol=0, msg=name)
+    return whole
+
+
 def test_a_marian_model_trains_through_the_same_command_and_resumes_exactly(corpus, tmp_path):
     """The recipe is the model's only through its config: `model.architecture=marian` trains transformers' own
     `MarianMTModel` with the same batching, schedule, loss, checkpoints and averaging, and a run stopped at its budget
@@ -279,13 +292,7 @@ def test_a_marian_model_trains_through_the_same_command_and_resumes_exactly(corp
         "checkpoint.every_steps=10",
         "checkpoint.average_last=2",
     ]
-    train(corpus, tmp_path / "whole", *marian, "train.max_steps=30")
-    train(corpus, tmp_path / "parts", *marian, "train.max_steps=20")
-    train(corpus, tmp_path / "parts", *marian, "train.max_steps=30", resume=True)
-    whole, parts = weights(tmp_path / "whole", 30), weights(tmp_path / "parts", 30)
-    assert whole.keys() == parts.keys() and any("self_attn" in name for name in whole)
-    for name in whole:
-        torch.testing.assert_close(parts[name], whole[name], rtol=0, atol=0, msg=name)
+    whole = resumed_equals_uninterrupted(corpus, tmp_path, marian, "self_attn")
     assert not torch.equal(weights(tmp_path / "whole", 10)["model.shared.weight"], whole["model.shared.weight"])
 
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "parts" / "model")
@@ -307,13 +314,7 @@ def test_the_recurrent_model_trains_through_the_same_command_and_resumes_exactly
         "model.embedding_size=8", "model.dropout=0.1", "train.clip_norm=1.0", "checkpoint.every_steps=10",
         "checkpoint.average_last=2",
     ]  # fmt: skip
-    train(corpus, tmp_path / "whole", *rnn, "train.max_steps=30")
-    train(corpus, tmp_path / "parts", *rnn, "train.max_steps=20")
-    train(corpus, tmp_path / "parts", *rnn, "train.max_steps=30", resume=True)
-    whole, parts = weights(tmp_path / "whole", 30), weights(tmp_path / "parts", 30)
-    assert whole.keys() == parts.keys() and any("attention" in name for name in whole)
-    for name in whole:
-        torch.testing.assert_close(parts[name], whole[name], rtol=0, atol=0, msg=name)
+    whole = resumed_equals_uninterrupted(corpus, tmp_path, rnn, "attention")
     first = weights(tmp_path / "whole", 10)
     assert not torch.equal(first["model.encoder.embed_tokens.weight"], whole["model.encoder.embed_tokens.weight"])
     assert isinstance(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "parts" / "model"), RNNForConditionalGeneration)
