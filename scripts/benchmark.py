@@ -31,7 +31,6 @@ machines, does not favour the engine measured at the better moment.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -492,19 +491,13 @@ def main(argv=None) -> int:
     results = [{**asdict(cell), **merge_rounds(cell, rounds)} for cell, rounds in measured]
     markdown = table(results, peak)
     print(markdown)
-    machine = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": args.threads or torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "matmul_peak_tflops": peak,
-    }
+    from vaswani_hf.provenance import provenance
+
+    machine = {**provenance(), "threads": args.threads or torch.get_num_threads(), "matmul_peak_tflops": peak}
     if args.output:
         from vaswani_hf.files import write_atomic
 
-        write_atomic(args.output, json.dumps({"machine": machine, "command": sys.argv, "results": results}, indent=1))
+        write_atomic(args.output, json.dumps({"machine": machine, "results": results}, indent=1))
     if args.markdown:
         from vaswani_hf.files import write_atomic
 

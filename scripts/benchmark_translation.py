@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -274,7 +273,9 @@ def main(argv=None) -> int:
         results.append(measure(spec, args.model_dir, args.test))
         print(f"   {results[-1]['seconds']:.1f} s", flush=True)
     data = report(results, args.model_dir, args.test)
-    data["machine"] = {"cpu": os.cpu_count(), "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}
+    from vaswani_hf.provenance import provenance
+
+    data["machine"] = provenance([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])
     table = markdown(data)
     print(table)
     if args.output:

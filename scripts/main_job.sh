@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The main job on a fresh Debian/Ubuntu machine: install what it needs (the CPU build of PyTorch 2.13.0 first, as
-# .ci/run does), then fetch the default corpus, train for 20 minutes on the CPU, average, evaluate, translate, save.
+# The main job on a fresh machine: a virtual environment (.venv, or the active one) with torch and this package, then
+# fetch the default corpus, train for 20 minutes on the CPU, average, evaluate, translate, save.
 # Arguments go to vaswani-main-job (e.g. --minutes 5, --output-dir DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/python_env.sh
 
-python -m pip install --quiet torch==2.13.0
-python -m pip install --quiet -e ".[plots]"
+python_env .venv
+pin="$(torch_constraint)"
+trap 'rm -f "$pin"' EXIT
+"$PY" -m pip install --quiet -c "$pin" -e ".[plots]"
 
-HF_HUB_OFFLINE=1 vaswani-main-job "$@"
+HF_HUB_OFFLINE=1 "$PY" -m vaswani_hf.cli.main_job "$@"

@@ -29,3 +29,17 @@ def test_config_parses(name, distributed_type, machines):
 
         for cls in config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(","):
             assert hasattr(modeling, cls)
+
+
+def test_the_multinode_template_takes_the_main_address_at_launch():
+    """The several-node config ships without an address of anyone's network: each node's `accelerate launch` gives it
+    (`--main_process_ip`) with its own `--machine_rank`, as the file's comment says, and the launcher merges both with
+    the file."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    path = CONFIGS / "ddp-multinode.yaml"
+    assert load_config_from_file(str(path)).main_process_ip is None
+    assert "--main_process_ip $MAIN_IP --machine_rank $RANK" in path.read_text()
+    argv = ["--config_file", str(path), "--main_process_ip", "192.0.2.1", "--machine_rank", "1"]
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args([*argv, "-m", "vaswani_hf.cli.train"]))
+    assert (args.main_process_ip, args.machine_rank, args.num_machines, args.multi_gpu) == ("192.0.2.1", 1, 2, True)

@@ -1,5 +1,6 @@
 """Tests for the built-in English-German corpus (vaswani_hf.data.default_corpus), on tiny fake packages: no apt."""
 
+import json
 import os
 import shutil
 import stat
@@ -11,6 +12,7 @@ from datasets import DatasetDict
 from vaswani_hf.data import default_corpus
 from vaswani_hf.data.default_corpus import (
     build_default_corpus,
+    default_corpus_record,
     fetch_packages,
     load_default_corpus,
     parse_ding,
@@ -168,6 +170,31 @@ def test_load_default_corpus_caches(tmp_path, fake_corpus_fetch, monkeypatch):
     cached = load_default_corpus(tmp_path)
     assert {split: ds.num_rows for split, ds in cached.items()} == {s: ds.num_rows for s, ds in corpus.items()}
     assert cached["train"]["translation"][:] == corpus["train"]["translation"][:]
+
+
+def test_the_cache_records_what_was_fetched(tmp_path, fake_corpus_fetch, monkeypatch):
+    """Each build records its package versions and a hash of its pairs; a build of other packages hashes otherwise."""
+    first = default_corpus_record(tmp_path)
+    assert first["packages"] == CORPUS_PACKAGE_VERSIONS
+    assert len(first["sha256"]) == 64 and first["pairs"]["train"] == load_default_corpus(tmp_path)["train"].num_rows
+    assert json.loads((tmp_path / "default_corpus-v1" / "fetch.json").read_text()) == first
+
+    def other_fetch(dest):
+        write_corpus_packages(dest)
+        for page in (dest / default_corpus.HELP_DIR / "en-US").rglob("*.html"):
+            page.write_text(page.read_text().replace("</p>", " (revised)</p>"))
+        return {**CORPUS_PACKAGE_VERSIONS, "trans-de-en": "1.9-7"}
+
+    monkeypatch.setattr(default_corpus, "fetch_packages", other_fetch)
+    load_default_corpus(tmp_path, refresh=True)
+    second = default_corpus_record(tmp_path)
+    assert second["packages"]["trans-de-en"] == "1.9-7" and second["sha256"] != first["sha256"]
+
+
+def test_a_cache_without_a_record_gets_one(tmp_path, fake_corpus_fetch):
+    first = default_corpus_record(tmp_path)
+    (tmp_path / "default_corpus-v1" / "fetch.json").unlink()
+    assert default_corpus_record(tmp_path) == {**first, "packages": None}
 
 
 def test_load_default_corpus_refresh_and_env(tmp_path, fake_corpus_fetch, monkeypatch):

@@ -28,7 +28,7 @@ from vaswani_hf.export.ctranslate2 import (
     generate_reference_ids,
 )
 
-from toy_task import tiny_config
+from toy_task import TEST_SEED, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,19 +70,36 @@ def source_ids(tokenizer) -> list[list[int]]:
     return tokenizer(SOURCES)["input_ids"]
 
 
-def train_tiny(tokenizer, steps: int = 40, **overrides) -> VaswaniForConditionalGeneration:
-    """A tiny model after `steps` Adam updates on the toy pairs (about a second on one thread)."""
-    torch.manual_seed(0)
+# Training stops at this mean cross-entropy over all PAIRS (checked every 10 updates): the models have learnt the
+# pairs (about 40 updates), whatever trajectory the CPU's kernels and `VASWANI_TEST_SEED` give them.
+TRAINED_LOSS = 0.6
+
+
+def train_tiny(tokenizer, steps: int | None = None, **overrides) -> VaswaniForConditionalGeneration:
+    """A tiny model trained on the toy pairs with Adam, to `TRAINED_LOSS` (or for exactly `steps` updates); about a
+    second on one thread. The updates it took are in `model.tiny_steps`."""
+    torch.manual_seed(TEST_SEED)
     config = tiny_config(vocab_size=len(tokenizer), max_position_embeddings=MAX_POSITIONS, **overrides)
     model = VaswaniForConditionalGeneration(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(steps):
+    generator = torch.Generator().manual_seed(TEST_SEED)
+    everything = tokenizer([s for s, _ in PAIRS], text_target=[t for _, t in PAIRS], padding=True, return_tensors="pt")
+    for step in range(1, (steps or 500) + 1):
         batch = [PAIRS[index] for index in torch.randint(len(PAIRS), (16,), generator=generator).tolist()]
         inputs = tokenizer([s for s, _ in batch], text_target=[t for _, t in batch], padding=True, return_tensors="pt")
         model(**inputs).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        if steps is None and step % 10 == 0:
+            with torch.no_grad():
+                model.eval()
+                if model(**everything).loss.item() <= TRAINED_LOSS:
+                    break
+                model.train()
+    else:
+        if steps is None:
+            raise AssertionError(f"the tiny model did not reach a loss of {TRAINED_LOSS} in 500 updates")
+    model.tiny_steps = step
     return model.eval()
 
 
@@ -155,9 +172,10 @@ def test_greedy_translations_are_ours(variant, converted, source_ids):
     ours = generate_reference_ids(model, source_ids, num_beams=1)
     assert translator.generate_ids(source_ids) == ours
 
-    # Not degenerate: outputs differ between sources, none repeats a single token, and most end on their own.
+    # Not degenerate: outputs differ between sources, few run on repeating a single token (a tiny model may, on a
+    # sentence unlike its training pairs), and most end on their own.
     assert len({tuple(output) for output in ours}) >= len(SOURCES) // 2
-    assert all(len(set(output)) >= 3 for output in ours)
+    assert sum(len(output) >= 4 and len(set(output)) == 1 for output in ours) <= len(SOURCES) // 4
     limits = [min(len(ids) + 50, MAX_POSITIONS) for ids in source_ids]
     assert sum(len(output) < limit - 1 for output, limit in zip(ours, limits, strict=True)) >= len(SOURCES) // 2
 
@@ -318,7 +336,7 @@ def test_compare_greedy_locates_a_difference(converted, tokenizer, tmp_path):
     """A converted model that is not ours (ten training updates fewer): the report gives where the translations
     part, with our model's log-probabilities of both tokens there."""
     model, _ = converted("post-norm, learned")
-    changed = train_tiny(tokenizer, steps=30, **VARIANTS["post-norm, learned"])
+    changed = train_tiny(tokenizer, steps=model.tiny_steps - 10, **VARIANTS["post-norm, learned"])
     translator = CTranslate2Translator(convert_to_ctranslate2(changed, tmp_path / "ct2", tokenizer=tokenizer))
     report = compare_greedy(model, translator, SOURCES)
     assert 0 < report["identical"] < report["sentences"]

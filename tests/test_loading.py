@@ -64,6 +64,50 @@ def test_pipeline_after_import(saved_dir):
     assert batch[0] == translator("the house", num_beams=2, max_new_tokens=4)[0]
 
 
+# Loads a saved folder in a process that cannot open a network connection, with transformers' defaults (from 5.25 the
+# `kernels` integration is on for every `from_pretrained`), and writes the logits it computes.
+NO_NETWORK_LOAD = """
+import socket, sys
+import torch
+
+def refuse(*args, **kwargs):
+    raise OSError("no network in this test")
+
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+import vaswani_hf
+
+path, out = sys.argv[1:3]
+model = AutoModelForSeq2SeqLM.from_pretrained(path)
+batch = AutoTokenizer.from_pretrained(path)(["the house", "die Katze"], padding=True, return_tensors="pt")
+with torch.no_grad():
+    logits = model(**batch, decoder_input_ids=torch.ones_like(batch["input_ids"][:, :3])).logits
+torch.save({"logits": logits}, out)
+pipeline("translation", model=path)("the house", max_new_tokens=3)
+"""
+
+
+def test_loading_works_offline_on_a_cpu_with_transformers_defaults(saved_dir, tmp_path):
+    """transformers 5.25 enables the `kernels` integration in `from_pretrained` by default: a saved model still loads
+    and computes the same logits in a process with no network at all, and the pipeline runs."""
+    import subprocess
+    import sys
+
+    script, out = tmp_path / "load.py", tmp_path / "logits.pt"
+    script.write_text(NO_NETWORK_LOAD)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "USE_HUB_KERNELS")}
+    result = subprocess.run(
+        [sys.executable, str(script), str(saved_dir), str(out)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = VaswaniForConditionalGeneration.from_pretrained(saved_dir).eval()
+    batch = AutoTokenizer.from_pretrained(saved_dir)(["the house", "die Katze"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch, decoder_input_ids=torch.ones_like(batch["input_ids"][:, :3])).logits
+    torch.testing.assert_close(torch.load(out)["logits"], expected, rtol=0, atol=1e-6)
+
+
 def test_translation_task_restored_without_breaking_other_tasks():
     from transformers.pipelines import PIPELINE_REGISTRY, check_task
 

@@ -28,7 +28,7 @@ from vaswani_hf.generation_vaswani import PAPER_DECODING
 from vaswani_hf.modeling_rnn import RNNDecodingCache, RNNEncoderOutput
 from vaswani_hf.transformers_adapter import output_cache
 
-from toy_task import EOS, PAD, VOCAB, as_text, pad_batch, toy_examples, word_tokenizer
+from toy_task import EOS, PAD, TEST_SEED, VOCAB, as_text, pad_batch, toy_examples, train_to_criterion, word_tokenizer
 
 # (cell, attention, bidirectional): each cell with each attention. Luong's dot needs a unidirectional encoder; two more
 # forms read the source one way. The GRU forms stack 2 encoder layers over 1 decoder layer, the LSTM forms 1 over 2, so
@@ -231,24 +231,14 @@ def test_encoder_outputs_in_tuple_form(form):
 # ---------------------------------------------------------------------------------------------------------------------
 # Trained on the toy reversal task: generate() with and without the cache, attention, loading, the pipeline
 # ---------------------------------------------------------------------------------------------------------------------
-def train_reversal(steps=300, **options) -> RNNForConditionalGeneration:
-    """A small RNN trained to reverse 3 to 8 words (a few seconds on one thread); returned in eval mode."""
-    torch.manual_seed(0)
+def train_reversal(seed: int = TEST_SEED, criterion: float = 1.0, **options) -> RNNForConditionalGeneration:
+    """A small RNN trained to reverse 3 to 8 words until it gets `criterion` of the held-out examples right
+    (`train_to_criterion`: seconds on one thread); returned in eval mode."""
+    torch.manual_seed(seed)
     config = RNNConfig(**{**dict(vocab_size=VOCAB, hidden_size=64, embedding_size=32, dropout=0.0), **options})
     model = RNNForConditionalGeneration(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(steps):
-        sources, targets = toy_examples(torch.randint(3, 9, (64,), generator=generator).tolist(), generator)
-        input_ids, attention_mask = pad_batch(sources)
-        labels, _ = pad_batch(targets)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-    return model.eval()
+    return train_to_criterion(model, optimizer, seed=seed, max_steps=3000, clip_norm=1.0, criterion=criterion)
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +247,9 @@ def trained(one_thread):
     general attention (fused decoder, LSTM)."""
     return {
         "gru-additive": train_reversal(cell="gru", attention="additive"),
-        "lstm-general": train_reversal(cell="lstm", attention="general"),
+        # Luong's attention without input feeding learns the reversal slowly and unevenly across seeds (150 to 2,000
+        # steps to 90%); the tests ask at most 60% of it.
+        "lstm-general": train_reversal(cell="lstm", attention="general", criterion=0.9),
     }
 
 
@@ -308,7 +300,8 @@ def test_beam_search_reorders_the_recurrent_state(trained, monkeypatch):
 def test_assisted_decoding_is_refused(trained):
     model = trained["lstm-general"]
     input_ids, attention_mask = pad_batch(toy_examples([4], torch.Generator().manual_seed(3))[0])
-    with pytest.raises(ValueError, match="stateful"):
+    # transformers up to 5.24 refuses a model marked stateful, 5.25 a cache that cannot be cropped.
+    with pytest.raises(ValueError, match="stateful|cropped"):
         model.generate(input_ids, attention_mask=attention_mask, assistant_model=model, **GREEDY)
 
 

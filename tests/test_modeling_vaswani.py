@@ -231,7 +231,9 @@ def test_gradient_checkpointing_redraws_the_same_dropout_masks(tiny_config):
     the first time (torch.utils.checkpoint restores the generator), or its gradients would belong to another network."""
     plain = make_model(tiny_config, dropout=0.3).train()
     checkpointed = copy.deepcopy(plain)
-    getattr(checkpointed, "activation_checkpointing_enable" if RENAMED_CHECKPOINTING else "gradient_checkpointing_enable")()
+    getattr(
+        checkpointed, "activation_checkpointing_enable" if RENAMED_CHECKPOINTING else "gradient_checkpointing_enable"
+    )()
     input_ids, attention_mask = source_batch()
     labels, _ = decoder_batch(seed=3)
     losses = []

@@ -2,12 +2,13 @@
 README's save), in a scratch directory; the one meant for a process without the package runs in a subprocess where
 `vaswani_hf` cannot be imported."""
 
+import json
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-PAGES = [README, ROOT / "docs" / "publishing.md", ROOT / "docs" / "studies.md"]
+PAGES = [README, ROOT / "docs" / "trainer.md", ROOT / "docs" / "publishing.md", ROOT / "docs" / "studies.md"]
 WITHOUT_PACKAGE = "# In a process where vaswani_hf is not installed"
 
 
@@ -27,6 +28,11 @@ def test_readme_snippets_run(tmp_path, monkeypatch, run_without_package):
         else:
             exec(compile(block, str(page), "exec"), namespace)
     assert (tmp_path / "my-transformer" / "model.safetensors").exists()
+    # docs/trainer.md: the stock Seq2SeqTrainer script fine-tuned and saved both kinds of model, and scored them.
+    for name, model_type in (("my-transformer-finetuned", "vaswani"), ("my-rnn-finetuned", "rnn_seq2seq")):
+        assert (tmp_path / name / "model.safetensors").exists(), name
+        assert json.loads((tmp_path / name / "config.json").read_text())["model_type"] == model_type
+    assert {"eval_loss", "eval_bleu", "eval_chrf"} <= set(namespace["trainer"].evaluate())
     assert len(remote) == 1
     result = run_without_package(remote[0])
     assert result.returncode == 0, result.stderr[-3000:]

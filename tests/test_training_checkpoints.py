@@ -7,7 +7,47 @@ from conftest import FakeAccelerator
 from safetensors.torch import save_file
 
 from vaswani_hf import VaswaniForConditionalGeneration
-from vaswani_hf.training.checkpoints import CheckpointManager, average_checkpoints, save_averaged_model
+from vaswani_hf.training.checkpoints import (
+    CheckpointManager,
+    average_checkpoints,
+    save_averaged_model,
+    store_tied_weights_once,
+)
+
+
+@pytest.mark.parametrize("once", [True, False], ids=["tied-stored-once", "accelerate-alone"])
+def test_a_checkpoint_stores_the_tied_matrix_once_without_a_warning(tmp_path, tiny_config, caplog, once):
+    """accelerate 1.16 warns "Removed shared tensor ... check ..." at every save of a tied model; with
+    `store_tied_weights_once` a checkpoint holds the shared matrix once, says nothing, and loads back tied."""
+    from accelerate import Accelerator
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    accelerator = Accelerator(cpu=True)
+    model = accelerator.prepare(VaswaniForConditionalGeneration(tiny_config()))
+    if once:
+        store_tied_weights_once(accelerator)
+    with caplog.at_level("WARNING"):
+        accelerator.save_state(str(tmp_path / "checkpoint"), safe_serialization=True)
+    warned = "Removed shared tensor" in caplog.text
+    if not once:
+        # The warning this guards against: if accelerate stops giving it, the hook is no longer needed.
+        assert warned, caplog.text
+        return
+    assert not warned, caplog.text
+    with safe_open(tmp_path / "checkpoint" / "model.safetensors", "pt") as f:
+        names = set(f.keys())
+    assert "model.encoder.embeddings.embed_tokens.weight" in names
+    assert not names & set(model.all_tied_weights_keys), names
+    expected = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    accelerator.load_state(str(tmp_path / "checkpoint"))
+    for name, p in model.named_parameters():
+        assert torch.equal(p, expected[name]), name
+    embedding = model.model.encoder.embeddings.embed_tokens.weight
+    assert model.lm_head.weight is embedding and model.model.decoder.embeddings.embed_tokens.weight is embedding
 
 
 def test_checkpoints_keep_the_last_k_and_sort_numerically(tmp_path):

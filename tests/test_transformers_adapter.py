@@ -169,3 +169,21 @@ def test_the_translation_task_reaches_our_pipeline(model, tmp_path):
     translator = pipeline("translation", model=model, tokenizer=tokenizer)
     assert isinstance(translator, TranslationPipeline), VERSION
     assert isinstance(translator("the house", max_new_tokens=3)[0]["translation_text"], str)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. Refusing assisted decoding of a state that cannot be cropped
+# ---------------------------------------------------------------------------------------------------------------------
+def test_one_of_the_two_refusals_of_assisted_decoding_is_read():
+    """A release reads either the model's `_is_stateful` (up to 5.24) or the cache's `is_croppable` (5.25) when it
+    decodes with an assistant; one that reads neither would let assisted decoding crop a recurrent state."""
+    from transformers.generation import utils as generation_utils
+
+    source = inspect.getsource(generation_utils)
+    if adapter.READS_IS_STATEFUL:
+        assert "_is_stateful" in source, VERSION
+    else:
+        assert "is_croppable" in inspect.getsource(GenerationMixin._assisted_decoding), (
+            f"{VERSION} has no `_is_stateful` and its assisted decoding does not read `is_croppable`: "
+            "transformers_adapter.StatefulGenerationMixin needs updating"
+        )

@@ -54,6 +54,7 @@ from .transformers_adapter import (
     CACHE_ARG,
     LEGACY_CACHE_ARG,
     GNMTBeamSearchMixin,
+    StatefulGenerationMixin,
     cache_field,
     output_cache,
     pop_cache,
@@ -123,13 +124,15 @@ class RNNDecodingCache(Cache):
       sentence instead of at every step.
 
     A recurrent state has no sequence axis, so the cache holds no per-layer key/value layers. A state cannot be taken
-    back to an earlier step either: assisted decoding, which needs that, is refused (`_is_stateful`).
+    back to an earlier step either: assisted decoding, which needs that, is refused (`is_croppable` below; see
+    `transformers_adapter.StatefulGenerationMixin` for releases before 5.25).
     """
 
     # generate() compiles the forward for a compileable cache (on accelerators): a decoder that loops over positions
     # in Python gains nothing from it.
     is_compileable = False
-    # Read by generate()'s deferred stop check, which crops one step back where it can.
+    # Read by generate()'s deferred stop check, which crops one step back where it can, and from transformers 5.25 by
+    # assisted decoding, which it refuses.
     is_croppable = False
 
     def __init__(self):
@@ -462,12 +465,11 @@ class RNNModel(RNNPreTrainedModel):
         )
 
 
-class RNNForConditionalGeneration(GNMTBeamSearchMixin, RNNPreTrainedModel, GenerationMixin):
-    """The encoder-decoder with its output projection (the embedding matrix, when tied) and `generate()`."""
+class RNNForConditionalGeneration(StatefulGenerationMixin, GNMTBeamSearchMixin, RNNPreTrainedModel, GenerationMixin):
+    """The encoder-decoder with its output projection (the embedding matrix, when tied) and `generate()`; a
+    recurrent state cannot be rolled back, so assisted decoding is refused (`StatefulGenerationMixin`)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
-    # A recurrent state cannot be rolled back: generate() refuses assisted decoding, which needs that, up front.
-    _is_stateful = True
 
     def __init__(self, config: RNNConfig):
         super().__init__(config)

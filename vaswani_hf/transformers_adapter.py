@@ -12,6 +12,7 @@ import copy
 import warnings
 
 import transformers
+from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
 TRANSFORMERS_VERSION = transformers.__version__
@@ -112,3 +113,18 @@ def allow_translation_task() -> None:
     removed = getattr(pipelines, "REMOVED_TASKS", None)
     if removed is not None:
         removed.pop("translation", None)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. Refusing assisted decoding of a recurrent model, whose state cannot be taken back to an earlier step. Up to 5.24
+#    `generate()` refuses it before decoding when the model class sets the private `GenerationMixin._is_stateful`;
+#    5.25 removed that attribute and refuses after the first forward, when the cache's public `is_croppable` is false
+#    (which `RNNDecodingCache` declares). The mixin keeps the refusal up front on the releases that still read it.
+# ---------------------------------------------------------------------------------------------------------------------
+READS_IS_STATEFUL = hasattr(GenerationMixin, "_is_stateful")
+
+
+class StatefulGenerationMixin:
+    """Marks a `GenerationMixin` model whose decoding state cannot be cropped, for transformers releases up to 5.24."""
+
+    _is_stateful = True

@@ -46,7 +46,6 @@ self-attention's is below 2 while its n·d^2 projections still weigh as much as 
 import math
 import multiprocessing
 import os
-import platform
 import statistics
 import time
 import traceback
@@ -59,6 +58,7 @@ from torch import nn
 
 from ..configuration_vaswani import VaswaniConfig
 from ..modeling_vaswani import VaswaniAttention
+from ..provenance import cpu_model
 from .plotting import new_figure, save_png
 
 LAYERS = ("self_attention", "recurrent", "convolutional")
@@ -368,14 +368,7 @@ def device_name(device: str) -> str:
     """The accelerator's or the CPU's model name, for the record."""
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def compare_layers(settings: Settings, progress=print) -> dict:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from vaswani_hf.data.default_corpus import load_default_corpus
+from vaswani_hf.data.default_corpus import default_corpus_record, load_default_corpus
 from vaswani_hf.evaluation import score, translate
 from vaswani_hf.export.model_card import make_model_card
 from vaswani_hf.files import write_atomic
+from vaswani_hf.provenance import provenance
 from vaswani_hf.training.checkpoints import CheckpointManager, averaged_model, checkpoint_state
 from vaswani_hf.training.launch import run_training
 
@@ -80,7 +81,13 @@ def main(argv=None) -> int:
     print("== 3. Test BLEU and chrF (beam 4, length penalty 0.6, max length input + 50)", flush=True)
     model = AutoModelForSeq2SeqLM.from_pretrained(out / "model")
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
-    results = {"train": summary, "test": {}, "copy_baseline": {}}
+    results = {
+        "provenance": provenance(),
+        "corpus": default_corpus_record(),
+        "train": summary,
+        "test": {},
+        "copy_baseline": {},
+    }
     for split in TEST_SPLITS:
         sources = [p["en"] for p in corpus[split]["translation"]]
         references = [p["de"] for p in corpus[split]["translation"]]

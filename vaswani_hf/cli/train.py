@@ -28,8 +28,14 @@ from vaswani_hf.data.batching import collate
 from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.files import SaveError, remove_partial_model_dirs, write_atomic
 from vaswani_hf.training.architectures import build_model_config
-from vaswani_hf.training.checkpoints import CheckpointManager, TrainingState, checkpoint_state, save_averaged_model
-from vaswani_hf.training.corpus import load_or_train_tokenizer, prepare_corpus
+from vaswani_hf.training.checkpoints import (
+    CheckpointManager,
+    TrainingState,
+    checkpoint_state,
+    save_averaged_model,
+    store_tied_weights_once,
+)
+from vaswani_hf.training.corpus import check_corpus_record, load_or_train_tokenizer, prepare_corpus
 from vaswani_hf.training.loss import training_loss
 from vaswani_hf.training.memory import keep_freed_memory
 from vaswani_hf.training.optim import noam_schedule, paper_adam
@@ -138,6 +144,7 @@ def setup(args: argparse.Namespace) -> Run:
     # Data and tokenizer: the main process builds what is cached (corpus, BPE), the others then load it.
     with accelerator.main_process_first():
         corpus = prepare_corpus(cfg.data, log=log if accelerator.is_main_process else None)
+        check_corpus_record(cfg.data, out, resume=args.resume, write=accelerator.is_main_process)
         tokenizer = load_or_train_tokenizer(cfg.data, corpus["train"], out / "tokenizer", resume=args.resume)
         train_set, dropped = tokenize_pairs(
             corpus["train"], tokenizer, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
@@ -175,6 +182,7 @@ def setup(args: argparse.Namespace) -> Run:
     optimizer = paper_adam(model.parameters(), cfg.train.lr_scale, cfg.train.weight_decay)
     scheduler = noam_schedule(optimizer, model_config.hidden_size, cfg.train.warmup_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    store_tied_weights_once(accelerator)
     state = TrainingState()
     checkpoints = CheckpointManager(out / "checkpoints", keep=cfg.checkpoint.keep)
     if args.resume:

@@ -10,6 +10,7 @@ Run ``vaswani-corpus`` to build or load it and print the split sizes.
 
 import hashlib
 import html.parser
+import json
 import os
 import random
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, Features, Translation, Value
 
+from ..files import write_atomic
 from .parallel import normalise_whitespace
 
 HELP_PACKAGES = ("libreoffice-help-en-us", "libreoffice-help-de")
@@ -31,6 +33,9 @@ HELP_DIR = Path("usr/share/libreoffice/help")
 HELP_LANG_DIRS = {"en": "en-US", "de": "de"}
 DING_FILE = Path("usr/share/trans/de-en")
 CACHE_SUBDIR = "default_corpus-v1"
+# What a cache was built from, beside its Arrow files: the package versions and a hash of the pairs. The packages move
+# with the distribution, so two builds under the one cache name can differ; runs and results record this.
+FETCH_RECORD = "fetch.json"
 SPLITS = ("train", "validation", "test_help", "test_dictionary")
 FEATURES = Features(
     {"translation": Translation(languages=["en", "de"]), "origin": Value("string"), "doc": Value("string")}
@@ -582,6 +587,38 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("VASWANI_HF_CACHE") or Path.home() / ".cache" / "vaswani_hf")
 
 
+def content_sha256(corpus: DatasetDict) -> str:
+    """A hash of every pair of every split, in order (with origin and page): equal for two builds exactly when they
+    hold the same data."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        digest.update(f"\x00{split}\x00".encode())
+        for row in corpus[split]:
+            digest.update(json.dumps(row, ensure_ascii=False, sort_keys=True).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def fetch_record(corpus: DatasetDict, versions: dict[str, str] | None) -> dict:
+    """The record of one build: `{"packages": {name: version}, "sha256": ..., "pairs": {split: count}}`."""
+    return {
+        "packages": versions,
+        "sha256": content_sha256(corpus),
+        "pairs": {split: corpus[split].num_rows for split in SPLITS},
+    }
+
+
+def default_corpus_record(cache_dir: str | os.PathLike | None = None) -> dict:
+    """The `fetch_record` of the cached default corpus (built first if there is none). A cache built before the
+    record existed gets one on first use, with `"packages": None`: its versions were not kept apart from its card."""
+    folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / CACHE_SUBDIR
+    corpus = load_default_corpus(cache_dir)
+    path = folder / FETCH_RECORD
+    if not path.is_file():
+        write_atomic(path, json.dumps(fetch_record(corpus, None), indent=2) + "\n")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _load_cached(folder: Path) -> DatasetDict:
     corpus = datasets.load_from_disk(str(folder))
     if not isinstance(corpus, DatasetDict) or set(corpus) != set(SPLITS):
@@ -620,6 +657,7 @@ def load_default_corpus(cache_dir: str | os.PathLike | None = None, *, refresh: 
     try:
         corpus.save_to_disk(str(staging))
         (staging / "README.md").write_text(corpus["train"].info.description, encoding="utf-8")
+        (staging / FETCH_RECORD).write_text(json.dumps(fetch_record(corpus, versions), indent=2) + "\n")
         if refresh and target.is_dir():
             # A directory cannot replace a non-empty one: move the old cache aside first, then delete it.
             retired = Path(tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}.old-", dir=parent))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..analysis.recurrence import bleu_by_length, gradient_by_distance, step_sec
 from ..data.parallel import load_parallel, tokenize_pairs
 from ..evaluation import score, translate
 from ..files import write_atomic
+from ..provenance import provenance
 from ..training.checkpoints import CheckpointManager, averaged_model, checkpoint_state
 from ..training.corpus import prepare_corpus
 from ..training.launch import run_training
@@ -156,7 +156,7 @@ def run_study(settings: StudySettings) -> dict:
 
     out = Path(settings.output_dir)
     started = time.monotonic()
-    report: dict = {"settings": asdict(settings), "machine": _machine(), "models": {}}
+    report: dict = {"settings": asdict(settings), "provenance": provenance(), "models": {}}
 
     _log(f"== 1. Training: {len(MODELS)} models, {settings.minutes:g} minutes of updates each")
     runs, tokenizer_dir = {}, None
@@ -229,15 +229,6 @@ def run_study(settings: StudySettings) -> dict:
     plot_study(report, out)
     _log(f"== Wrote {out / 'study.json'} and the figures ({report['wall_minutes']:.1f} min)")
     return report
-
-
-def _machine() -> dict:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -129,6 +129,35 @@ class CheckpointManager:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+def store_tied_weights_once(accelerator) -> None:
+    """Makes `accelerator.save_state` store each tied matrix (§3.4: one matrix for both embeddings and the output
+    projection) once, as `save_pretrained` does, without a warning.
+
+    safetensors cannot hold two names of one tensor, so accelerate (1.16) keeps one name of each shared tensor and
+    logs "Removed shared tensor {...} while saving. This should be OK, but check ..." at every checkpoint. Here the
+    names a model declares tied (`all_tied_weights_keys`: target -> source) are dropped before accelerate looks, so
+    a correct checkpoint draws no warning; any other sharing is still reported by accelerate. `load_state` restores
+    the dropped names through `safetensors.torch.load_model`, which accepts a missing name whose tensor is shared
+    with a present one.
+    """
+
+    def drop_tied_names(models, weights, output_dir):
+        # `weights` holds the state dicts of the models not saved by FSDP or DeepSpeed, in the models' order; their
+        # names may carry a wrapper's prefix ("module." under DDP).
+        for model, state in zip(models, weights, strict=False):
+            tied = getattr(accelerator.unwrap_model(model), "all_tied_weights_keys", None) or {}
+            for name in list(state):
+                for target, source in tied.items():
+                    if not name.endswith(target):
+                        continue
+                    kept = name[: len(name) - len(target)] + source
+                    if kept in state and state[kept].data_ptr() == state[name].data_ptr():
+                        del state[name]
+                        break
+
+    accelerator.register_save_state_pre_hook(drop_tied_names)
+
+
 def _any_process(accelerator, flag: bool) -> bool:
     """Whether `flag` is set on any process; a collective, so it also waits for every process to reach it."""
     if accelerator.num_processes == 1:

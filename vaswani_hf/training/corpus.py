@@ -62,6 +62,37 @@ def prepare_corpus(data_args, log=None):
     return corpus
 
 
+CORPUS_RECORD = "corpus.json"
+
+
+def check_corpus_record(data_args, run_dir: Path, *, resume: bool, write: bool) -> dict | None:
+    """Records in `run_dir` which build of the default corpus the run trains on (`default_corpus_record`: package
+    versions and a hash of its pairs), and refuses to resume on another build, which would mix two corpora in one
+    run. Other corpora are the user's own files: nothing is recorded. Returns the record."""
+    import json
+
+    from ..data.default_corpus import CACHE_SUBDIR, default_cache_dir, default_corpus_record
+    from ..files import write_atomic
+
+    if data_args.corpus != "default":
+        return None
+    record = default_corpus_record()
+    path = run_dir / CORPUS_RECORD
+    if resume and path.is_file():
+        started = json.loads(path.read_text(encoding="utf-8"))
+        if started["sha256"] != record["sha256"]:
+            raise SystemExit(
+                f"--resume: the run in {run_dir} started on another build of the default corpus (packages "
+                f"{started['packages']}, {started['pairs']} pairs) than the one now in "
+                f"{default_cache_dir() / CACHE_SUBDIR} (packages {record['packages']}, {record['pairs']} pairs). "
+                "Resume where that build is cached (VASWANI_HF_CACHE), or start a new output_dir."
+            )
+        return record
+    if write:
+        write_atomic(path, json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def load_or_train_tokenizer(data_args, train_split, directory: Path, *, resume: bool):
     """The run's tokenizer, kept in `directory` so the run is complete on its own: the one already there (on
     resume), else `data.tokenizer` if set, else a shared BPE trained on the training split (§5.1)."""

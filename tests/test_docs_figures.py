@@ -1,0 +1,323 @@
+"""The figures that README and docs/ quote equal the committed results files they come from.
+
+Each claim is a sentence or table row of a page with its figures as `{}` placeholders, the results file, and how to
+compute each figure from the file. The test formats the claim from the file and requires the page (with its line
+breaks read as spaces) to hold it: a changed results file, or a page edited by hand, fails here until the two agree.
+"""
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN_JOB = "model_cards/main-job/results.json"
+TRANSLATION = "docs/benchmarks/translation-cpu.json"
+STUDY = "docs/figures/recurrence/study.json"
+COMMON = "docs/benchmarks/common-tests.json"
+
+
+@cache
+def load(path: str):
+    return json.loads((ROOT / path).read_text())
+
+
+@cache
+def page_text(page: str) -> str:
+    return re.sub(r"\s+", " ", (ROOT / page).read_text())
+
+
+def thousands(value) -> str:
+    return f"{round(value):,}"
+
+
+def short_exponent(value: float) -> str:
+    """2.4e-2, as the pages write it (Python writes 2.4e-02)."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def row(path: str, run: str) -> dict:
+    return next(r for r in load(path)["rows"] if r["run"] == run)
+
+
+def seconds(run: str) -> float:
+    return row(TRANSLATION, run)["seconds"]
+
+
+def model(name: str) -> dict:
+    return load(STUDY)["models"][name]
+
+
+def tokens_per_s(results: str) -> float:
+    train = load(results)["train"]
+    return train["target_tokens"] / (train["train_minutes"] * 60)
+
+
+def gradient(name: str, distance: int, when: str = "initialisation") -> float:
+    return model(name)["gradient_by_distance"][when]["mean_norm"][distance]
+
+
+def step_seconds(name: str, length: int) -> float:
+    return next(s["seconds"] for s in model(name)["step_seconds"] if s["length"] == length)
+
+
+MJ = lambda: load(MAIN_JOB)  # noqa: E731
+
+# (page, claim with {} placeholders, figures as functions of nothing, each returning the formatted string)
+CLAIMS = [
+    # README: the main job's results
+    (
+        "README.md",
+        "| this model, averaged, beam 4 | **BLEU {}**, chrF {} | BLEU {}, chrF {} |",
+        [
+            lambda s=s, m=m: f"{MJ()['test'][s][m]:.1f}"
+            for s in ("test_help", "test_dictionary")
+            for m in ("bleu", "chrf")
+        ],
+    ),
+    (
+        "README.md",
+        "| copying the source | BLEU {}, chrF {} | BLEU {}, chrF {} |",
+        [
+            lambda s=s, m=m: f"{MJ()['copy_baseline'][s][m]:.1f}"
+            for s in ("test_help", "test_dictionary")
+            for m in ("bleu", "chrf")
+        ],
+    ),
+    (
+        "README.md",
+        "trained for {} minutes of update time ({} updates of at least 2,000 target tokens, {}M target tokens, {} "
+        "epochs,",
+        [
+            lambda: f"{MJ()['train']['train_minutes']:.1f}",
+            lambda: thousands(MJ()["train"]["updates"]),
+            lambda: f"{MJ()['train']['target_tokens'] / 1e6:.2f}",
+            lambda: f"{MJ()['train']['epochs']:.1f}",
+        ],
+    ),
+    (
+        "README.md",
+        "Scoring the two test splits took {} seconds",
+        [lambda: f"{sum(MJ()['test'][s]['seconds'] for s in ('test_help', 'test_dictionary')):.0f}"],
+    ),
+    ("README.md", "the whole job took {} minutes (`wall_minutes`)", [lambda: f"{MJ()['wall_minutes']:.1f}"]),
+    # README: speed
+    (
+        "README.md",
+        "takes {} s with vaswani_hf on the Intel CPU with AMX",
+        [lambda: f"{seconds('vaswani_hf:fp32:gnmt'):.1f}"],
+    ),
+    (
+        "README.md",
+        "(Marian's length penalty: {} s, the same {} translations), a `MarianMTModel` decoded the transformers way "
+        "takes {} s (**{}x**) and CTranslate2 fp32 {} s ({}x); bf16 takes {} s",
+        [
+            lambda: f"{seconds('vaswani_hf:fp32:power'):.1f}",
+            lambda: thousands(row(TRANSLATION, "marian:fp32")["identical_to_reference"]),
+            lambda: f"{seconds('marian:fp32'):.1f}",
+            lambda: f"{seconds('marian:fp32') / seconds('vaswani_hf:fp32:gnmt'):.1f}",
+            lambda: f"{seconds('ctranslate2:fp32'):.1f}",
+            lambda: f"{seconds('ctranslate2:fp32') / seconds('vaswani_hf:fp32:gnmt'):.1f}",
+            lambda: f"{seconds('vaswani_hf:bf16:gnmt'):.1f}",
+        ],
+    ),
+    (
+        "README.md",
+        "single runs of the code before the change made {} and {} target tokens/s (pre-norm and post-norm), one run "
+        "after it {}.",
+        [
+            lambda: thousands(tokens_per_s("docs/benchmarks/main-job-8c3714e-results.json")),
+            lambda: thousands(tokens_per_s("docs/benchmarks/main-job-postnorm-results.json")),
+            lambda: thousands(tokens_per_s("docs/benchmarks/main-job-unchanged-preset-results.json")),
+        ],
+    ),
+    (
+        "README.md",
+        "its help-test BLEU went from {} to {} in the same 20 minutes",
+        [
+            lambda: f"{load('docs/benchmarks/main-job-8c3714e-results.json')['test']['test_help']['bleu']:.1f}",
+            lambda: f"{MJ()['test']['test_help']['bleu']:.1f}",
+        ],
+    ),
+    # README: the recurrence study's table
+    (
+        "README.md",
+        "test BLEU after 10 minutes {} / {} / {}",
+        [lambda m=m: f"{model(m)['test']['bleu']:.1f}" for m in ("transformer", "rnn_attention", "rnn_no_attention")],
+    ),
+    (
+        "README.md",
+        "| {} / {} / {} target tokens/s;",
+        [
+            lambda m=m: thousands(model(m)["train_target_tokens_per_s"])
+            for m in ("transformer", "rnn_attention", "rnn_no_attention")
+        ],
+    ),
+    (
+        "README.md",
+        "but only a {}-fold slower step at n = 128",
+        [lambda: f"{step_seconds('rnn_attention', 128) / step_seconds('transformer', 128):.1f}"],
+    ),
+    (
+        "README.md",
+        "from distance 0 to 20: {}-fold / {}-fold / {}-fold weaker",
+        [
+            lambda m=m: f"{gradient(m, 0) / gradient(m, 20):.{1 if m != 'rnn_no_attention' else 0}f}"
+            for m in ("transformer", "rnn_attention", "rnn_no_attention")
+        ],
+    ),
+    # docs/studies.md
+    (
+        "docs/studies.md",
+        "without attention the gradient falls {}-fold from distance 0 to 20 ({} to {}), and it starts {} times weaker "
+        "than with attention; with attention it falls only {}-fold, and through the Transformer's self-attention "
+        "{}-fold.",
+        [
+            lambda: f"{gradient('rnn_no_attention', 0) / gradient('rnn_no_attention', 20):.0f}",
+            lambda: short_exponent(gradient("rnn_no_attention", 0)),
+            lambda: short_exponent(gradient("rnn_no_attention", 20)),
+            lambda: f"{gradient('rnn_attention', 0) / gradient('rnn_no_attention', 0):.1f}",
+            lambda: f"{gradient('rnn_attention', 0) / gradient('rnn_attention', 20):.1f}",
+            lambda: f"{gradient('transformer', 0) / gradient('transformer', 20):.1f}",
+        ],
+    ),
+    (
+        "docs/studies.md",
+        "From 8 to 128 tokens the time grows {}-fold for the Transformer, {}-fold with attention and {}-fold without",
+        [
+            lambda m=m, d=d: f"{step_seconds(m, 128) / step_seconds(m, 8):.{d}f}"
+            for m, d in (("transformer", 1), ("rnn_attention", 0), ("rnn_no_attention", 0))
+        ],
+    ),
+    # docs/speed.md
+    (
+        "docs/speed.md",
+        "bf16 is {} times as fast as fp32",
+        [lambda: f"{seconds('vaswani_hf:fp32:gnmt') / seconds('vaswani_hf:bf16:gnmt'):.2f}"],
+    ),
+    (
+        "docs/speed.md",
+        "vaswani_hf is {} times as fast as the Marian path in fp32 (target: 2x) and {} times in bf16, and {} times as "
+        "fast as CTranslate2 fp32",
+        [
+            lambda: f"{seconds('marian:fp32') / seconds('vaswani_hf:fp32:gnmt'):.1f}",
+            lambda: f"{seconds('marian:bf16') / seconds('vaswani_hf:bf16:gnmt'):.1f}",
+            lambda: f"{seconds('ctranslate2:fp32') / seconds('vaswani_hf:fp32:gnmt'):.2f}",
+        ],
+    ),
+    *[
+        (
+            "docs/speed.md",
+            f"| {run} | " + "{} | {} | {} |",
+            [
+                lambda run=run: f"{seconds(run):.1f}",
+                lambda run=run: f"{row(TRANSLATION, run)['sentences'] / seconds(run):.1f}",
+                lambda run=run: thousands(row(TRANSLATION, run)["target_tokens_per_s"]),
+            ],
+        )
+        for run in ("vaswani_hf:fp32:power", "marian:fp32", "ctranslate2:fp32", "ctranslate2:int8", "marian:bf16")
+    ],
+    (
+        "docs/speed.md",
+        "with the small-cpu preset unchanged, {} target tokens/s before and {} after, so {} updates in its 20 minutes "
+        "instead of {}, and help-test BLEU {} instead of {}.",
+        [
+            lambda: thousands(tokens_per_s("docs/benchmarks/main-job-8c3714e-results.json")),
+            lambda: thousands(tokens_per_s("docs/benchmarks/main-job-unchanged-preset-results.json")),
+            lambda: thousands(load("docs/benchmarks/main-job-unchanged-preset-results.json")["train"]["updates"]),
+            lambda: thousands(load("docs/benchmarks/main-job-8c3714e-results.json")["train"]["updates"]),
+            lambda: (
+                f"{load('docs/benchmarks/main-job-unchanged-preset-results.json')['test']['test_help']['bleu']:.1f}"
+            ),
+            lambda: f"{load('docs/benchmarks/main-job-8c3714e-results.json')['test']['test_help']['bleu']:.1f}",
+        ],
+    ),
+    (
+        "docs/speed.md",
+        "With it the main job makes {} updates at {} target tokens/s and scores **BLEU {}**",
+        [
+            lambda: thousands(MJ()["train"]["updates"]),
+            lambda: thousands(tokens_per_s(MAIN_JOB)),
+            lambda: f"{MJ()['test']['test_help']['bleu']:.1f}",
+        ],
+    ),
+    # docs/main-job.md: the curve, row by row, and the averaged model
+    *[
+        (
+            "docs/main-job.md",
+            "| {} | {} | {} | {} |",
+            [
+                lambda i=i: f"{MJ()['curve'][i]['minutes']:.1f}",
+                lambda i=i: str(MJ()["curve"][i]["updates"]),
+                lambda i=i: f"{MJ()['curve'][i]['bleu']:.1f}",
+                lambda i=i: f"{MJ()['curve'][i]['chrf']:.1f}",
+            ],
+        )
+        for i in range(len(load(MAIN_JOB)["curve"]))
+    ],
+    (
+        "docs/main-job.md",
+        "| {}, last 3 averaged | {} | {} | {} |",
+        [
+            lambda: f"{MJ()['train']['train_minutes']:.1f}",
+            lambda: str(MJ()["train"]["updates"]),
+            lambda: f"{MJ()['test']['test_help']['bleu']:.1f}",
+            lambda: f"{MJ()['test']['test_help']['chrf']:.1f}",
+        ],
+    ),
+    *[
+        ("docs/main-job.md", "- {} → {}", [lambda s=s: s, lambda s=s: MJ()["examples"][s]])
+        for s in load(MAIN_JOB)["examples"]
+    ],
+    # docs/compatibility.md: transformers' common tests, and the precision table
+    *[
+        (
+            "docs/compatibility.md",
+            f"| {label} | " + "{} | {} | {} |",
+            [lambda name=name, k=k: str(load(COMMON)["runs"][name][k]) for k in ("passed", "failed", "skipped")],
+        )
+        for name, label in (
+            ("vaswani", "`VaswaniModel`, `VaswaniForConditionalGeneration`"),
+            ("marian", "`MarianModel`, `MarianMTModel`"),
+        )
+    ],
+    (
+        "docs/compatibility.md",
+        "On transformers {}, with the same harness",
+        [lambda: load(COMMON)["provenance"]["versions"]["transformers"]],
+    ),
+    *[
+        (
+            "docs/compatibility.md",
+            f"| {label} | " + "{} | {} |",
+            [
+                lambda f=f: f"{load(f'docs/precision/{f}.json')['bleu']:.2f}",
+                lambda f=f: f"{load(f'docs/precision/{f}.json')['chrf']:.2f}",
+            ],
+        )
+        for f, label in (
+            ("help-test-fp32", "fp32"),
+            ("help-test-bf16", "bf16"),
+            ("help-test-fp16", "fp16"),
+            ("help-test-fp32-oldest", "fp32, transformers 5.15.0 (`.ci/constraints-oldest.txt`)"),
+        )
+    ],
+]
+
+
+@pytest.mark.parametrize("page, claim, figures", CLAIMS, ids=[f"{page}:{claim[:40]}" for page, claim, _ in CLAIMS])
+def test_the_page_quotes_its_results_file(page, claim, figures):
+    expected = claim.format(*(figure() for figure in figures))
+    assert expected in page_text(page), f"{page} should say: {expected}"
+
+
+def test_every_results_file_a_page_quotes_is_committed_with_its_command():
+    """The files the claims read are in the repository, and the newer ones record their command, commit, versions
+    and CPU (the older ones predate that record: the pages give their commands)."""
+    for path in (MAIN_JOB, TRANSLATION, STUDY, COMMON):
+        assert (ROOT / path).is_file(), path
+    record = load(COMMON)["provenance"]
+    assert record["command"] and record["versions"]["transformers"] and record["cpu"]["model"]
