@@ -163,3 +163,64 @@ def test_unquoted_no_in_a_yaml_file_is_explained(tmp_path):
         RunConfig.load(path)
     path.write_text("train:\n  mixed_precision: 'no'\n", encoding="utf-8")
     assert RunConfig.load(path).train.mixed_precision == "no"
+
+
+# -------------------------------------------------------------------- outputs and limits checked before the work
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from conftest import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.mark.parametrize("where", ["folder", "unwritable"])
+def test_translate_refuses_an_unusable_output_before_loading_the_model(tiny_model_dir, tmp_path, monkeypatch, where):
+    """`--output` that is a folder, or in a folder that cannot be written, is found before the model is loaded or a
+    sentence translated, not after all of them."""
+    (tmp_path / "in.txt").write_text("the house\n")
+    if where == "folder":
+        output, expected = tmp_path, "is a folder"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        if os.access(locked, os.W_OK):  # root writes anywhere: the permission check cannot be shown
+            pytest.skip("running as a user who can write in any folder")
+        output, expected = locked / "out.txt", "no permission to write"
+    monkeypatch.setattr("vaswani_hf.evaluation.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit, match=expected):
+        load_command("translate").main(
+            [str(tiny_model_dir), "--input", str(tmp_path / "in.txt"), "--output", str(output)]
+        )
+
+
+def test_evaluate_refuses_an_output_folder_that_is_a_file(tmp_path):
+    (tmp_path / "src.txt").write_text("a\n")
+    (tmp_path / "ref.txt").write_text("a\n")
+    (tmp_path / "results").write_text("not a folder")
+    argv = ["--copy-baseline", "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt")]
+    with pytest.raises(SystemExit, match="is a file; give a folder"):
+        load_command("evaluate").main([*argv, "--out-dir", str(tmp_path / "results")])
+
+
+@pytest.mark.parametrize("command", ["translate", "evaluate"])
+def test_max_new_tokens_beyond_the_positions_is_refused_before_decoding(
+    tiny_model_dir, tmp_path, monkeypatch, command
+):
+    """The tiny model has 80 positions: 81 new tokens cannot be decoded, and the commands say so before translating
+    anything (it used to fail once a sentence ran that long, losing the work on the others)."""
+    import transformers
+
+    (tmp_path / "in.txt").write_text("the house is small\n")
+    monkeypatch.setattr(transformers.GenerationMixin, "generate", lambda *a, **k: pytest.fail("decoding started"))
+    options = ["--max-new-tokens", "81", "--no-progress"]
+    if command == "translate":
+        argv = [str(tiny_model_dir), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.txt")]
+    else:
+        argv = [str(tiny_model_dir), "--src", str(tmp_path / "in.txt"), "--ref", str(tmp_path / "in.txt")]
+        argv += ["--out-dir", str(tmp_path / "results")]
+    with pytest.raises(SystemExit, match=r"max_new_tokens=81 is more than this model can decode.*at most 80"):
+        load_command(command).main([*argv, *options])
+    assert not (tmp_path / "out.txt").exists()

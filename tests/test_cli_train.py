@@ -121,6 +121,12 @@ def test_typo_in_an_override_is_an_error(corpus, tmp_path):
     assert done.returncode != 0 and "Did you mean 'train.lr_scale'" in done.stderr
 
 
+def test_a_bad_setting_is_one_line_without_a_traceback(corpus, tmp_path):
+    done = run_train(["--config", "base", *overrides(corpus, tmp_path), "train.max_minutes=.nan"], tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: train.max_minutes must be a finite number, got nan."
+
+
 def test_misaligned_files_and_foreign_tokenizer_fail_clearly(corpus, tmp_path):
     (tmp_path / "bad.en").write_text("a\nb\nc\n")
     (tmp_path / "bad.de").write_text("x\ny\n")

@@ -37,3 +37,10 @@ def test_readme_snippets_run(tmp_path, monkeypatch, run_without_package):
     result = run_without_package(remote[0])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "translation_text" in result.stdout
+
+
+def test_every_page_with_python_is_run():
+    """A page of README or docs/ whose Python snippets this file does not run would go stale unseen."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    with_python = {page for page in pages if python_blocks(page)}
+    assert with_python == set(PAGES), sorted(str(page.relative_to(ROOT)) for page in with_python ^ set(PAGES))

@@ -46,11 +46,43 @@ def test_yaml_file_and_overrides(tmp_path):
         ("train=3", "train must be a mapping"),
         ("data.tgt_lang=en", "both 'en'"),
         ("novalue", "section.key=value"),
+        # NaN and infinity in every spelling YAML and Python give them: a NaN budget would train forever.
+        ("train.max_minutes=.nan", "train.max_minutes must be a finite number"),
+        ("train.lr_scale=.nan", "train.lr_scale must be a finite number"),
+        ("train.lr_scale=nan", "train.lr_scale must be a finite number"),
+        ("train.clip_norm=.inf", "train.clip_norm must be a finite number"),
+        ("checkpoint.every_minutes=-inf", "checkpoint.every_minutes must be a finite number"),
+        ("data.max_ratio=Infinity", "data.max_ratio must be a finite number"),
+        ("train.max_steps=2.5", "train.max_steps must be int or null"),
     ],
 )
 def test_bad_configs_are_errors(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         RunConfig.load("base", [override])
+
+
+@pytest.mark.parametrize(
+    "override, key, expected",
+    [
+        # YAML 1.1 reads 5e-4 (no dot) as a string: a number in every common notation is still a number.
+        ("train.lr_scale=5e-4", "train.lr_scale", 5e-4),
+        ("train.lr_scale=5.0e-4", "train.lr_scale", 5e-4),
+        ("train.lr_scale=1E+3", "train.lr_scale", 1000.0),
+        ("train.max_minutes=20", "train.max_minutes", 20.0),
+        ("train.max_steps=1e5", "train.max_steps", 100000),
+        ("train.max_steps=100_000", "train.max_steps", 100000),
+    ],
+)
+def test_numbers_in_any_notation(override, key, expected):
+    value = RunConfig.load("base", [override]).to_flat_dict()[key]
+    assert value == expected and type(value) is type(expected)
+
+
+def test_numbers_in_a_yaml_file_read_the_same(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr_scale: 5e-4\n  max_steps: 1e3\n")
+    cfg = RunConfig.load(path)
+    assert cfg.train.lr_scale == 5e-4 and cfg.train.max_steps == 1000
 
 
 def test_a_run_needs_a_budget():

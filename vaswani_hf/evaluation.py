@@ -127,6 +127,7 @@ def translate(
         raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
     if generate_kwargs.get("num_return_sequences", 1) != 1:
         raise ValueError("translate returns one hypothesis per sentence; do not pass num_return_sequences")
+    check_output_limit(model, generate_kwargs)
 
     hypotheses = [""] * len(sentences)
     todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
@@ -153,6 +154,23 @@ def translate(
     finally:
         model.train(was_training)
     return hypotheses
+
+
+def check_output_limit(model, generate_kwargs: dict) -> None:
+    """Refuses, before any decoding, an explicit output limit beyond the model's positions: the decoder reads the
+    start token and every generated token but the last at positions of its own, so `max_new_tokens` can be at most
+    `max_position_embeddings` (and `max_length`, which counts the start token, one more). Found only when a sentence
+    runs that long, it would end the work of all the others with it."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    for name, most in (("max_new_tokens", positions), ("max_length", positions + 1)):
+        value = generate_kwargs.get(name)
+        if value is not None and value > most:
+            raise ValueError(
+                f"{name}={value} is more than this model can decode: it has {positions} positions "
+                f"(max_position_embeddings), so {name} can be at most {most}."
+            )
 
 
 def encode_sentences(sentences: list[str], tokenizer, max_positions: int | None) -> list[list[int]]:

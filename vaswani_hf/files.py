@@ -37,6 +37,30 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
         raise
 
 
+def check_output_file(path: str | os.PathLike) -> None:
+    """Raises `ValueError` naming the problem when `path` cannot take a file written by `write_atomic`: it is a
+    folder, or its folder cannot be created or written to. Called before long work, so that the work is not lost to
+    an output found unusable at the end."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name for the output (e.g. {path / 'output.txt'}).")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {path}: {folder} is a file, not a folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: no permission to write in {folder}; choose another output.")
+
+
+def check_output_dir(path: str | os.PathLike) -> None:
+    """As `check_output_file`, for a folder that will be created (or written into) at `path`."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; give a folder for the output (it is created if missing).")
+    check_output_file(path / "output" if path.is_dir() else path)
+
+
 def iter_lines(path: str | os.PathLike | int) -> Iterator[str]:
     """The lines of a UTF-8 text file, one sentence each, read one at a time: a line ends at "\\n" only ("\\r\\n"
     counts as "\\n", a final line break ends the last line), and a byte-order mark at the start of the file is dropped.

@@ -76,10 +76,14 @@ def load_test_set(args) -> tuple[list[str], list[str] | list[list[str]]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    out_dir = Path(args.out_dir)
+    try:
+        files.check_output_dir(out_dir)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     sources, references = load_test_set(args)
     if not sources:
         sys.exit("error: the test set is empty")
-    out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"test_set": args.dataset or args.src, "split": args.split if args.dataset else None}
 
@@ -95,14 +99,17 @@ def main(argv=None) -> None:
         except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
             sys.exit(f"error: {error}")
         generate_kwargs = decoding_overrides(args)
-        hypotheses = evaluation.translate(
-            model,
-            tokenizer,
-            sources,
-            max_tokens=args.max_tokens,
-            show_progress=not args.no_progress,
-            **generate_kwargs,
-        )
+        try:
+            hypotheses = evaluation.translate(
+                model,
+                tokenizer,
+                sources,
+                max_tokens=args.max_tokens,
+                show_progress=not args.no_progress,
+                **generate_kwargs,
+            )
+        except ValueError as error:  # an option the model cannot honour, found before any sentence is decoded
+            sys.exit(f"error: {error}")
         report.update(
             model=args.model_dir,
             decoding=evaluation.decoding_settings(model, generate_kwargs),

@@ -98,7 +98,11 @@ class Run:
 def setup(args: argparse.Namespace) -> Run:
     """The run config checked against a run being resumed, the processes, corpus, tokenizer and model, and the state
     of the newest checkpoint when resuming."""
-    cfg = RunConfig.load(args.config, args.overrides)
+    try:
+        cfg = RunConfig.load(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as error:
+        # A setting's mistake is the user's: one line that names the key, no traceback.
+        raise SystemExit(f"error: {error}") from None
     out = Path(cfg.output_dir)
     if not args.resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
         raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or choose another output_dir.")

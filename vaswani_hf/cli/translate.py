@@ -29,6 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    try:
+        if args.output is not None:
+            files.check_output_file(args.output)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     # Standard input through its file descriptor, read as a file is: the locale's encoding of sys.stdin need not be
     # UTF-8, and its universal newlines would end a line at a lone "\r".
     sentences = files.read_lines(sys.stdin.fileno() if args.input is None else args.input)
@@ -39,14 +44,17 @@ def main(argv=None) -> None:
         model, tokenizer, _ = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
     except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
         sys.exit(f"error: {error}")
-    hypotheses = evaluation.translate(
-        model,
-        tokenizer,
-        sentences,
-        max_tokens=args.max_tokens,
-        show_progress=not args.no_progress,
-        **decoding_overrides(args),
-    )
+    try:
+        hypotheses = evaluation.translate(
+            model,
+            tokenizer,
+            sentences,
+            max_tokens=args.max_tokens,
+            show_progress=not args.no_progress,
+            **decoding_overrides(args),
+        )
+    except ValueError as error:  # an option the model cannot honour, found before any sentence is decoded
+        sys.exit(f"error: {error}")
 
     text = "".join(line + "\n" for line in hypotheses)
     if args.output is None:

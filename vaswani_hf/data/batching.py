@@ -56,6 +56,27 @@ def length_batches(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
     return batches
 
 
+def padding_shares(batches: Sequence[Sequence[int]], src_lengths: Sequence[int], tgt_lengths: Sequence[int]) -> dict:
+    """What padding costs a batching: each batch padded to its longest source and its longest target, as
+    `collate` and transformers' `DataCollatorForSeq2Seq` pad. Returns the number of batches, the mean number of pairs
+    in one, and the share of padded positions on each side and on both together."""
+    src, tgt = np.asarray(src_lengths), np.asarray(tgt_lengths)
+    real = {"source": 0, "target": 0}
+    padded = {"source": 0, "target": 0}
+    for batch in batches:
+        index = np.asarray(batch)
+        for side, lengths in (("source", src), ("target", tgt)):
+            real[side] += int(lengths[index].sum())
+            padded[side] += int(lengths[index].max()) * len(index)
+    return {
+        "batches": len(batches),
+        "pairs_per_batch": sum(len(batch) for batch in batches) / max(len(batches), 1),
+        "source_padding_share": 1 - real["source"] / padded["source"],
+        "target_padding_share": 1 - real["target"] / padded["target"],
+        "padding_share": 1 - (real["source"] + real["target"]) / (padded["source"] + padded["target"]),
+    }
+
+
 def collate(examples: dict[str, list[list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-padded tensors from a dict of lists (`dataset[indices]`); label padding is -100 (no loss)."""
     sources, targets = examples["input_ids"], examples["labels"]

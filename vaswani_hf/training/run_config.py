@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -292,11 +293,16 @@ def _check(value, hint, key: str):
     """`value` if it has type `hint` (ints are accepted for floats), else a ValueError naming `key`."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
+        errors = []
         for option in typing.get_args(hint):
             try:
                 return _check(value, option, key)
-            except ValueError:
-                pass
+            except ValueError as error:
+                errors.append(error)
+        # A NaN or infinity is refused as such, not as a value of the wrong type.
+        for error in errors:
+            if "finite number" in str(error):
+                raise error
         raise ValueError(f"{key} must be {_describe(hint)}, got {value!r} ({type(value).__name__}).")
     if origin is Literal:
         if value not in typing.get_args(hint):
@@ -309,11 +315,30 @@ def _check(value, hint, key: str):
         if value is not None:
             raise ValueError(f"{key} must be null, got {value!r}.")
         return None
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint in (int, float) and not isinstance(value, bool):
+        value = _number(value, hint, key)
     # bool is a subclass of int: `max_steps: true` must not read as 1.
     if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
         raise ValueError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def _number(value, hint, key: str):
+    """A number read as `hint` in any common notation, or `value` unchanged when it is none. PyYAML reads YAML 1.1,
+    where `5e-4` (no dot) is a string and `.nan`, `.inf` are floats: the first is a number here, the others are
+    refused, since a NaN budget never ends and a NaN rate trains nothing."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip().replace("_", ""))
+        except ValueError:
+            return value
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"{key} must be a finite number, got {value!r}.")
+    if hint is float and isinstance(number, int | float):
+        return float(number)
+    if hint is int and isinstance(value, str) and isinstance(number, float) and number.is_integer():
+        return int(number)
     return value
 
 
