@@ -40,7 +40,7 @@ def test_lone_carriage_return_stays_in_its_line_of_aligned_text(tmp_path):
 
 def test_lone_carriage_return_stays_in_its_line_of_tsv_and_jsonl(tmp_path):
     tsv = tmp_path / "pairs.tsv"
-    tsv.write_bytes(b"a\tb\rc\td\r\nhouse\tHaus\n")
+    tsv.write_bytes(b"a\tb\rc\r\nhouse\tHaus\n")
     assert rows(read_tsv(tsv, **LANGS)) == [("a", "b\rc"), ("house", "Haus")]
     # \r is JSON whitespace; ending the line there would cut the object in two.
     jsonl = tmp_path / "pairs.jsonl"
@@ -224,3 +224,67 @@ def test_max_new_tokens_beyond_the_positions_is_refused_before_decoding(
     with pytest.raises(SystemExit, match=r"max_new_tokens=81 is more than this model can decode.*at most 80"):
         load_command(command).main([*argv, *options])
     assert not (tmp_path / "out.txt").exists()
+
+
+# ------------------------------------------------------------------------------ files that are not what they should be
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("first line\nsecond line\nM\u00fcller\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt line 3 is not UTF-8 \(byte 0xfc at column 2\).*iconv"):
+        read_lines(path)
+
+
+def test_a_folder_where_a_file_is_expected_is_named(tmp_path):
+    with pytest.raises(ValueError, match="is a folder, not a text file"):
+        read_lines(tmp_path)
+
+
+@pytest.mark.parametrize("command", ["translate", "evaluate"])
+def test_commands_report_a_file_that_is_not_utf8_in_one_line(tiny_model_dir, tmp_path, command):
+    path = tmp_path / "in.txt"
+    path.write_bytes("Gr\u00fc\u00dfe\n".encode("latin-1"))
+    if command == "translate":
+        argv = [str(tiny_model_dir), "--input", str(path), "--no-progress"]
+    else:
+        argv = [str(tiny_model_dir), "--src", str(path), "--ref", str(path), "--out-dir", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exit_info:
+        load_command(command).main(argv)
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "line 1 is not UTF-8" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("columns", [3, 4])
+def test_a_tsv_corpus_with_more_than_two_columns_is_refused_not_cut(tmp_path, columns):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("house\tHaus\n" + "\t".join(["a", "b", "c", "d"][:columns]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"line 2: {columns} tab-separated fields where a pair has 2"):
+        read_tsv(path, **LANGS)
+    # Naming the columns is how a corpus with more fields is read.
+    assert rows(read_tsv(path, **LANGS, src_column=1, tgt_column=0)) == [("Haus", "house"), ("b", "a")]
+
+
+def test_truncated_weights_are_named_in_one_line(tiny_model_dir, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    (tmp_path / "in.txt").write_text("the house\n")
+    with pytest.raises(SystemExit) as exit_info:
+        load_command("translate").main([str(damaged), "--input", str(tmp_path / "in.txt"), "--no-progress"])
+    message = str(exit_info.value.code)
+    assert "cannot be read" in message and "damaged or was cut short" in message and "\n" not in message
+
+
+def test_a_name_that_is_no_folder_is_not_answered_with_internet_advice(tmp_path, monkeypatch):
+    """A bare name that is no folder here (a typo of a local folder, most often) says so, and that Hub names need a
+    network, instead of transformers' "check your internet connection" alone."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        FileNotFoundError, match=r"'mymodel' is no folder here.*HF_HUB_OFFLINE is set.*needs a network"
+    ):
+        load_model("mymodel")

@@ -87,6 +87,29 @@ def test_finetune_script_rejects_a_max_length_that_does_not_fit(saved_model, tmp
         finetune.main([*command[:2], str(tmp_path / "missing"), *command[3:]])
 
 
+def test_finetune_names_a_corpus_whose_every_pair_is_too_long(saved_model, tmp_path):
+    from vaswani_hf.cli import finetune
+
+    train = write_jsonl(tmp_path / "train.jsonl", word_pairs([12, 15]))
+    argv = [str(saved_model), "--train", str(train), "--output-dir", str(tmp_path / "out"), "--max-length", "5"]
+    with pytest.raises(SystemExit, match=r"train.jsonl: all 2 pairs are longer than 5 tokens.*raise --max-length"):
+        finetune.main(argv)
+
+
+@pytest.mark.parametrize("where", ["the model folder", "inside it", "its parent"])
+def test_finetune_refuses_an_output_folder_that_would_overwrite_its_model(saved_model, tmp_path, where):
+    """--output-dir equal to the model folder (or inside it, or holding it) would replace the starting model and add
+    pickle checkpoints to it: refused before anything is loaded or written."""
+    from vaswani_hf.cli import finetune
+
+    before = {path.name: path.read_bytes() for path in saved_model.iterdir()}
+    train = write_jsonl(tmp_path / "train.jsonl", word_pairs([2, 3]))
+    output = {"the model folder": saved_model, "inside it": saved_model / "finetuned", "its parent": tmp_path}[where]
+    with pytest.raises(SystemExit, match="--output-dir .*model being fine-tuned.*choose a new folder"):
+        finetune.main([str(saved_model), "--train", str(train), "--output-dir", str(output)])
+    assert {path.name: path.read_bytes() for path in saved_model.iterdir()} == before
+
+
 def test_finetune_script_refuses_a_foreign_tokenizer(tmp_path, tiny_config):
     """A model directory whose tokenizer has more tokens than the model's vocabulary fails with a clear message."""
     import subprocess

@@ -5,6 +5,7 @@ import importlib
 import importlib.util
 import json
 import pickle
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -333,3 +334,20 @@ def test_a_transformers_model_is_staged_without_code_and_checked_with_transforme
     (stage / "config.json").write_text(json.dumps({**config, "model_type": "no-such-model"}))
     with pytest.raises(ValidationError, match="model_type 'no-such-model', which neither transformers nor vaswani_hf"):
         validate_staged(stage, marian_dir)
+
+
+@pytest.mark.parametrize("name", ["README.md", "tokenizer.json", "notes.txt"])
+def test_a_link_to_a_file_outside_the_model_folder_is_never_staged(model_dir, tmp_path, name):
+    """A model card (or any file) that is a symbolic link to a file outside the folder would be read through and
+    uploaded: the folder is refused, naming the link, and nothing is staged."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for path in model_dir.iterdir():
+        if path.name != name:
+            (linked / path.name).write_bytes(path.read_bytes())
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a token next to the model\n")
+    (linked / name).symlink_to(secret)
+    with pytest.raises(HubError, match=f"symbolic links to files outside it \\({re.escape(name)} -> .*secret.txt\\)"):
+        stage_model(linked, tmp_path / "stage", card=tmp_path / "card.md")
+    assert not (tmp_path / "stage").exists()

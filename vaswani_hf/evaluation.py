@@ -46,10 +46,13 @@ def load_model(model_dir: str | os.PathLike, *, device: str | None = None, dtype
     `model_dir` may also be a Hub repo id such as "someone/model" when no local path of that name exists.
 
     Raises:
-        FileNotFoundError: if `model_dir` is a local path (or cannot be a Hub repo id) but holds no saved model.
+        FileNotFoundError: if `model_dir` is a local path (or cannot be a Hub repo id) but holds no saved model, or is
+            neither a local folder nor a model on the Hub that could be reached.
+        ValueError: if the folder's weights cannot be read (a truncated or damaged file).
     """
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
+    from safetensors import SafetensorError
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     if dtype not in DTYPES:
@@ -70,8 +73,25 @@ def load_model(model_dir: str | os.PathLike, *, device: str | None = None, dtype
                 f"model_dir {str(model_dir)!r} does not exist: {how}, or a Hub repo id such as 'someone/model'"
             ) from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
-    return model, AutoTokenizer.from_pretrained(model_dir), device
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except SafetensorError as error:
+        raise ValueError(
+            f"the weights in {str(model_dir)!r} cannot be read ({error}): the file is damaged or was cut short; save "
+            "or copy the model again."
+        ) from None
+    except OSError as error:
+        if path.exists():
+            raise
+        # transformers answers a name it cannot fetch with advice about the internet connection, which misleads when
+        # the name was meant as a local folder.
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true") else ""
+        raise FileNotFoundError(
+            f"model_dir {str(model_dir)!r} is no folder here, and no Hub model of that name could be loaded{offline}: "
+            f"{how}; a Hub name needs a network (or the model in the local Hub cache)."
+        ) from error
+    return model, tokenizer, device
 
 
 def load_metric(**load_kwargs):

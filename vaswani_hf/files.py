@@ -3,6 +3,7 @@ writes (a full disk) reported in one error that says what was kept, and one read
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import shutil
@@ -67,14 +68,30 @@ def iter_lines(path: str | os.PathLike | int) -> Iterator[str]:
     `path` may also be an open file descriptor, such as `sys.stdin.fileno()`; it is left open.
 
     This is the one reader of sentence files, for corpora (`vaswani_hf.data`) as for test sets and inputs to translate.
+
+    Raises:
+        ValueError: if `path` is a folder, or a line is not UTF-8 (the message gives the file, the line and the byte).
     """
-    # utf-8-sig: some editors and spreadsheet exports start UTF-8 files with a byte-order mark, which would otherwise
-    # stay glued to the first sentence (and cost BLEU against a reference without one). newline="\n": universal
-    # newlines (Python's default) would also end a line at a lone "\r", and str.splitlines at U+2028, \x1c, ... too;
-    # these occur inside sentences of web-crawled text, and splitting there shifts every later line against the other
-    # side of the corpus or against its reference.
-    with open(path, encoding="utf-8-sig", newline="\n", closefd=not isinstance(path, int)) as file:
-        for line in file:
+    name = "standard input" if isinstance(path, int) else str(path)
+    if not isinstance(path, int) and Path(path).is_dir():
+        raise ValueError(f"{name} is a folder, not a text file: give the file of sentences inside it.")
+    # Read as bytes and split at b"\n" only: universal newlines (Python's default) would also end a line at a lone
+    # "\r", and str.splitlines at U+2028, \x1c, ... too; these occur inside sentences of web-crawled text, and splitting
+    # there shifts every later line against the other side of the corpus or against its reference. Each line is then
+    # decoded on its own, so that a byte that is not UTF-8 is reported at its line.
+    with open(path, "rb", closefd=not isinstance(path, int)) as file:
+        for number, raw in enumerate(file, start=1):
+            # Some editors and spreadsheet exports start UTF-8 files with a byte-order mark, which would otherwise stay
+            # glued to the first sentence (and cost BLEU against a reference without one).
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{name} line {number} is not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1}): "
+                    "save the file as UTF-8, e.g. with `iconv -f latin1 -t utf-8`."
+                ) from None
             yield line.removesuffix("\n").removesuffix("\r")
 
 

@@ -64,8 +64,11 @@ def load_test_set(args) -> tuple[list[str], list[str] | list[list[str]]]:
             sys.exit(f"error: {error}")
         pairs = pairs["translation"]
         return [pair[args.src_lang] for pair in pairs], [pair[args.tgt_lang] for pair in pairs]
-    sources = files.read_lines(args.src)
-    streams = [files.read_lines(path) for path in args.ref]
+    try:
+        sources = files.read_lines(args.src)
+        streams = [files.read_lines(path) for path in args.ref]
+    except (OSError, ValueError) as error:  # missing, a folder, not UTF-8
+        sys.exit(f"error: {error}")
     for path, stream in zip(args.ref, streams, strict=True):
         if len(stream) != len(sources):
             sys.exit(f"error: {args.src} has {len(sources)} lines but {path} has {len(stream)}; they must be parallel")
@@ -96,7 +99,7 @@ def main(argv=None) -> None:
             transformers_logging.disable_progress_bar()
         try:
             model, tokenizer, device = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
-        except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
+        except (OSError, ValueError) as error:  # no model at MODEL_DIR, none on the Hub, or damaged weights
             sys.exit(f"error: {error}")
         generate_kwargs = decoding_overrides(args)
         try:

@@ -19,6 +19,7 @@ and the final BLEU and chrF (sacreBLEU, detokenized) are printed and written to 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -94,8 +95,27 @@ def source_limit(args, model) -> int | None:
     return args.max_length
 
 
+def output_clash(model_dir: str, output_dir: str) -> str | None:
+    """Why `output_dir` would damage the model fine-tuning starts from, or None. The Trainer writes checkpoints into
+    its output folder and saves the fine-tuned model over whatever is there: the starting model would be replaced,
+    and pickles added to its folder."""
+    model, output = Path(model_dir).resolve(), Path(output_dir).resolve()
+    if not model.is_dir():
+        return None  # a Hub name: nothing local to overwrite
+    if output == model:
+        return f"it is the folder of the model being fine-tuned ({model})"
+    if output.is_relative_to(model):
+        return f"it is inside the folder of the model being fine-tuned ({model})"
+    if model.is_relative_to(output):
+        return f"it holds the model being fine-tuned ({model})"
+    return None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    clash = output_clash(args.model_dir, args.output_dir)
+    if clash is not None:
+        sys.exit(f"error: --output-dir {args.output_dir}: {clash}; choose a new folder for the fine-tuned model.")
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
     try:
@@ -109,6 +129,11 @@ def main(argv=None) -> int:
         tokenized, dropped = tokenize_pairs(
             pairs, tokenizer, src_lang=args.src_lang, tgt_lang=args.tgt_lang, max_length=max_length
         )
+        if len(tokenized) == 0:
+            raise ValueError(
+                f"{path}: all {dropped} pairs are longer than {max_length} tokens on a side, so nothing is left to "
+                "train or score on; raise --max-length (up to what the model's positions allow) or split long pairs."
+            )
         print(
             f"{path}: {len(tokenized)} pairs" + (f" ({dropped} over {max_length} tokens dropped)" if dropped else "")
         )

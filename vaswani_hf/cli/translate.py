@@ -36,13 +36,16 @@ def main(argv=None) -> None:
         sys.exit(f"error: {error}")
     # Standard input through its file descriptor, read as a file is: the locale's encoding of sys.stdin need not be
     # UTF-8, and its universal newlines would end a line at a lone "\r".
-    sentences = files.read_lines(sys.stdin.fileno() if args.input is None else args.input)
+    try:
+        sentences = files.read_lines(sys.stdin.fileno() if args.input is None else args.input)
+    except (OSError, ValueError) as error:  # missing, a folder, not UTF-8
+        sys.exit(f"error: {error}")
 
     if args.no_progress:
         transformers_logging.disable_progress_bar()
     try:
         model, tokenizer, _ = evaluation.load_model(args.model_dir, device=args.device, dtype=args.dtype)
-    except OSError as error:  # no model at MODEL_DIR (the message says what to give instead), or none on the Hub
+    except (OSError, ValueError) as error:  # no model at MODEL_DIR, none on the Hub, or damaged weights
         sys.exit(f"error: {error}")
     try:
         hypotheses = evaluation.translate(

@@ -94,7 +94,8 @@ def read_tsv(
 
     Raises:
         FileNotFoundError: if the file is missing.
-        ValueError: if a line has too few fields (the message gives its number), or the file holds no pairs.
+        ValueError: if a line has too few fields, or more than 2 with the default columns (the message gives its
+            number), or the file holds no pairs.
     """
     _check_langs(src_lang, tgt_lang)
     for name, column in (("src_column", src_column), ("tgt_column", tgt_column)):
@@ -113,6 +114,13 @@ def read_tsv(
                 raise ValueError(
                     f"{str(path)!r} line {number}: {len(fields)} tab-separated field(s), but "
                     f"src_column={src_column} and tgt_column={tgt_column} need at least {needed}"
+                )
+            if len(fields) > 2 and (src_column, tgt_column) == (0, 1):
+                # A third field is not a sentence pair's: a tab inside a sentence, or a corpus with other columns
+                # (ids, scores), whose fields would otherwise be dropped unseen.
+                raise ValueError(
+                    f"{str(path)!r} line {number}: {len(fields)} tab-separated fields where a pair has 2 (source, "
+                    "target); remove the others, or name the columns with read_tsv(src_column=..., tgt_column=...)"
                 )
             yield fields[src_column], fields[tgt_column]
 

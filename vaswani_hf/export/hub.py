@@ -148,6 +148,7 @@ def stage_model(
         raise HubError(
             f"max shard size {max_shard_size!r} is not a size: write it like 2GB, 500MB or 20KB."
         ) from error
+    _refuse_links_out_of(model_dir)
     if stage_dir.exists() and any(stage_dir.iterdir()):
         raise HubError(
             f"the stage folder {stage_dir} is not empty: give a new or empty folder, so that no stale file is uploaded."
@@ -164,6 +165,23 @@ def stage_model(
     (stage_dir / "README.md").write_text(card_text, encoding="utf-8")
     kept = {path.name for path in stage_dir.iterdir()} | set(weight_files(model_dir)) | {WEIGHTS_INDEX}
     return sorted(path.name for path in model_dir.iterdir() if path.name not in kept)
+
+
+def _refuse_links_out_of(model_dir: Path) -> None:
+    """Refuses a model folder whose files to upload include a symbolic link to something outside it: the link would be
+    read through, and a file from elsewhere on the machine (a secret next to the model) uploaded under the link's
+    name."""
+    root = model_dir.resolve()
+    outside = []
+    for path in sorted(model_dir.iterdir()):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            outside.append(f"{path.name} -> {os.readlink(path)}")
+    if outside:
+        raise HubError(
+            f"{model_dir} holds symbolic links to files outside it ({', '.join(outside)}); nothing from outside the "
+            "model folder is uploaded. Copy the files into the folder (or save the model to a new one with "
+            "save_pretrained), or give the card with --card."
+        )
 
 
 def _card_text(model_dir: Path, card, run_dir, repo_id: str | None, license: str) -> str:
