@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from train_runs import TRAIN, TWO_PROCESSES, WORDS, overrides, train, wait_for, weights
 
 from vaswani_hf.data.parallel import tokenize_pairs
@@ -125,6 +126,26 @@ def test_a_bad_setting_is_one_line_without_a_traceback(corpus, tmp_path):
     done = run_train(["--config", "base", *overrides(corpus, tmp_path), "train.max_minutes=.nan"], tmp_path)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "error: train.max_minutes must be a finite number, got nan."
+
+
+def test_a_diverging_run_stops_keeps_finite_checkpoints_and_saves_no_model(corpus, tmp_path):
+    """A learning rate 1e30 times the paper's: the loss is NaN within a few updates. The run stops with a message that
+    names the update and what to try, exits non-zero, and leaves only checkpoints of finite weights (no averaged
+    model of NaN)."""
+    out = tmp_path / "run"
+    extra = ["train.lr_scale=1e30", "train.max_steps=40", "checkpoint.every_steps=1", "checkpoint.keep=50"]
+    done = run_train(["--config", "base", *overrides(corpus, out, *extra)], tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: training diverged at update ") and "train.lr_scale" in message
+    diverged_at = int(message.removeprefix("error: training diverged at update ").split(":")[0])
+    assert diverged_at < 10, message
+    assert not (out / "model").exists() and not (out / "train_summary.json").exists()
+    kept = sorted((out / "checkpoints").iterdir())
+    assert len(kept) == diverged_at - 1
+    for checkpoint in kept:
+        tensors = load_file(checkpoint / "model.safetensors")
+        assert all(torch.isfinite(t).all() for t in tensors.values()), checkpoint
 
 
 def test_misaligned_files_and_foreign_tokenizer_fail_clearly(corpus, tmp_path):

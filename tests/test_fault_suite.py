@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import ROOT, TWO_PROCESSES, train, wait_for, weights
+from train_runs import ROOT, TRAIN, TWO_PROCESSES, overrides, train, wait_for, weights
 
 pytestmark = pytest.mark.slow
 
@@ -112,6 +112,29 @@ KILLS = {
     "during the averaging": (".tmp-model-*", "all"),
     "one process alone": (random.Random(3).uniform(0, 4), "rank 1"),
 }
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_trains(corpus, tmp_path):
+    """Two runs into one output folder would mix their checkpoints: the second is refused at once, naming the first,
+    which trains on unharmed (stopped here by SIGTERM, it checkpoints and exits as usual)."""
+    out = tmp_path / "run"
+    budget = ["train.max_steps=100000", "checkpoint.every_steps=20"]
+    first = train(corpus, out, *budget, launcher=TWO_PROCESSES, wait=False, start_new_session=True)
+    try:
+        wait_for(first_checkpoint(out), first)
+        second = subprocess.run(
+            [sys.executable, *TRAIN, "--config", "base", "--resume", *overrides(corpus, out, *budget)],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert second.returncode != 0, second.stderr[-2000:]
+        assert f"error: {out} is in use by another run (pid " in second.stderr, second.stderr[-2000:]
+        assert first.poll() is None, "the first run must still be training"
+        os.killpg(first.pid, signal.SIGTERM)
+        output, _ = first.communicate(timeout=300)
+        assert "stopped by signal" in output, output[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("case", list(KILLS))

@@ -22,6 +22,7 @@ LAYERS = {
     # The remote-code sets (what `save_pretrained` copies beside the weights).
     **{f"vaswani_hf.{name.removesuffix('.py')}": 0 for files in REMOTE_CODE_SETS.values() for name in files},
     "vaswani_hf.files": 0,
+    "vaswani_hf.run_dir": 0,
     # The package's registration and public names, `train_shared_bpe` among them.
     "vaswani_hf": 1,
     "vaswani_hf.tokenization": 1,

@@ -91,6 +91,17 @@ def test_average_checkpoints_refuses_other_configurations(tmp_path):
         average_checkpoints([tmp_path / "missing"])
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_average_checkpoints_refuses_weights_that_are_not_finite(tmp_path, bad):
+    for name, value in (("c0", 1.0), ("c1", bad)):
+        (tmp_path / name).mkdir()
+        save_file({"a": torch.full((2,), value), "b": torch.zeros(2)}, tmp_path / name / "model.safetensors")
+    with pytest.raises(
+        ValueError, match=r"c1/model.safetensors holds weights that are not finite .* 1 of its 2 tensors \(a\)"
+    ):
+        average_checkpoints([tmp_path / "c0", tmp_path / "c1"])
+
+
 def test_save_averaged_model_loads_with_auto_classes_and_keeps_ties(tmp_path, tiny_config):
     from transformers import AutoModelForSeq2SeqLM
 

@@ -1,10 +1,12 @@
 """The corpus and tokenizer of a training run (vaswani_hf.training.corpus): a tokenizer that does not fit the model is
 refused."""
 
+import json
+
 import pytest
 
-from vaswani_hf.training import corpus as training_corpus
-from vaswani_hf.training.corpus import check_corpus_record, check_tokenizer
+from vaswani_hf.run_dir import RunDir
+from vaswani_hf.training.corpus import check_corpus_record, check_tokenizer, load_or_train_tokenizer
 
 
 def test_check_tokenizer_names_the_mismatch(tiny_config):
@@ -32,11 +34,45 @@ def test_a_run_records_its_corpus_build_and_resumes_only_on_it(tmp_path, monkeyp
     data = SimpleNamespace(corpus="default")
     build = {"packages": {"trans-de-en": "1.9-6"}, "sha256": "a" * 64, "pairs": {"train": 10}}
     monkeypatch.setattr(default_corpus, "default_corpus_record", lambda: dict(build))
-    assert check_corpus_record(data, tmp_path, resume=False, write=True) == build
-    assert check_corpus_record(data, tmp_path, resume=True, write=True) == build
+    run_dir = RunDir(tmp_path)
+    assert check_corpus_record(data, run_dir, resume=False, write=True) == build
+    assert json.loads((tmp_path / "corpus.json").read_text()) == build
+    assert check_corpus_record(data, run_dir, resume=True, write=True) == build
     build.update(packages={"trans-de-en": "1.9-7"}, sha256="b" * 64)
     with pytest.raises(SystemExit, match=r"another build of the default corpus.*1\.9-6.*1\.9-7.*new output_dir"):
-        check_corpus_record(data, tmp_path, resume=True, write=True)
-    assert check_corpus_record(SimpleNamespace(corpus="my.tsv"), tmp_path / "other", resume=False, write=True) is None
-    assert not (tmp_path / "other").exists()
-    assert training_corpus.CORPUS_RECORD == "corpus.json"
+        check_corpus_record(data, run_dir, resume=True, write=True)
+    other = RunDir(tmp_path / "other")
+    assert check_corpus_record(SimpleNamespace(corpus="my.tsv"), other, resume=False, write=True) is None
+    assert not other.root.exists()
+
+
+def data_args(**overrides):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{"tokenizer": None, "vocab_size": 60, "src_lang": "en", "tgt_lang": "de", **overrides})
+
+
+def pairs(words: str):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"translation": [{"en": f"{w} {words}", "de": f"{words} {w}"} for w in "abcdefgh"] * 5})
+
+
+def test_a_tokenizer_left_by_a_run_over_another_corpus_is_replaced_and_said(tmp_path):
+    """A failed run leaves its tokenizer; a new run over another corpus into the same folder must not reuse it
+    silently. The tokenizer records what it was made from; the same source reuses it, another replaces it, both said
+    out loud."""
+    run_dir, said = RunDir(tmp_path), []
+    first = load_or_train_tokenizer(data_args(), pairs("the house"), run_dir, resume=False, log=said.append)
+    assert json.loads(run_dir.tokenizer_source.read_text())["vocab_size"] == 60 and said == []
+    load_or_train_tokenizer(data_args(), pairs("the house"), run_dir, resume=False, log=said.append)
+    assert said[-1].startswith("reusing the tokenizer")
+    other = load_or_train_tokenizer(data_args(), pairs("ein Baum"), run_dir, resume=False, log=said.append)
+    assert said[-1].startswith(f"replacing the tokenizer in {run_dir.tokenizer}") and "made from" in said[-1]
+    assert first.get_vocab() != other.get_vocab()
+    load_or_train_tokenizer(data_args(vocab_size=70), pairs("ein Baum"), run_dir, resume=False, log=said.append)
+    assert said[-1].startswith("replacing") and "'vocab_size': 60" in said[-1]
+    run_dir.tokenizer_source.unlink()  # a tokenizer from before the record
+    load_or_train_tokenizer(data_args(vocab_size=70), pairs("ein Baum"), run_dir, resume=False, log=said.append)
+    assert said[-1].endswith("it records no source")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer"]  # no temporary folder left

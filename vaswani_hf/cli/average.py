@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from vaswani_hf.files import SaveError, check_replaceable_model_dir
+from vaswani_hf.run_dir import RunDir
 from vaswani_hf.training.checkpoints import CheckpointManager, save_averaged_model
 
 
@@ -23,11 +24,12 @@ def output_clash(output: Path, run_dir: Path, chosen: list[Path]) -> str | None:
     output, run_dir = output.resolve(), run_dir.resolve()
     if output == run_dir or run_dir.is_relative_to(output):
         return f"the training run {run_dir}" + ("" if output == run_dir else " or a folder holding it")
-    if output.is_relative_to(run_dir / "checkpoints"):
-        return f"in the run's checkpoints folder {run_dir / 'checkpoints'}"
-    for name in ("tokenizer", "model_config"):
-        if output.is_relative_to(run_dir / name):
-            return f"the run's {name} folder, which training and averaging read"
+    run = RunDir(run_dir)
+    if output.is_relative_to(run.checkpoints):
+        return f"in the run's checkpoints folder {run.checkpoints}"
+    for folder in (run.tokenizer, run.model_config):
+        if output.is_relative_to(folder):
+            return f"the run's {folder.name} folder, which training and averaging read"
     for checkpoint in (c.resolve() for c in chosen):
         if output.is_relative_to(checkpoint) or checkpoint.is_relative_to(output):
             return f"the checkpoint {checkpoint}, or in or around it"
@@ -43,9 +45,10 @@ def main(argv=None) -> int:
     which.add_argument("--checkpoints", nargs="+", help="checkpoint names or paths to average instead")
     args = parser.parse_args(argv)
 
-    found = CheckpointManager(args.run_dir / "checkpoints", keep=1).checkpoints()
+    run = RunDir(args.run_dir)
+    found = CheckpointManager(run.checkpoints, keep=1).checkpoints()
     if args.checkpoints:
-        chosen = [Path(c) if Path(c).is_dir() else args.run_dir / "checkpoints" / c for c in args.checkpoints]
+        chosen = [Path(c) if Path(c).is_dir() else run.checkpoints / c for c in args.checkpoints]
     else:
         if args.last <= 0:
             parser.error(f"--last must be positive, got {args.last}")
@@ -65,9 +68,9 @@ def main(argv=None) -> int:
         check_replaceable_model_dir(args.output)
     except FileExistsError as error:
         parser.error(f"--output: {error}")
-    tokenizer = AutoTokenizer.from_pretrained(args.run_dir / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)
     try:
-        save_averaged_model(chosen, args.run_dir / "model_config", args.output, tokenizer=tokenizer)
+        save_averaged_model(chosen, run.model_config, args.output, tokenizer=tokenizer)
     except SaveError as error:  # a full disk: the message says what happened and what to do, a traceback adds nothing
         raise SystemExit(f"error: {error}") from error
     print(f"averaged {', '.join(c.name for c in chosen)} into {args.output}")

@@ -12,7 +12,6 @@ continues from its last checkpoint when started again. `bash scripts/main_job.sh
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from vaswani_hf.evaluation import score, translate
 from vaswani_hf.export.model_card import make_model_card
 from vaswani_hf.files import write_atomic
 from vaswani_hf.provenance import provenance
+from vaswani_hf.run_dir import RunDir
 from vaswani_hf.training.checkpoints import CheckpointManager, averaged_model, checkpoint_state
 from vaswani_hf.training.launch import run_training
 
@@ -51,7 +51,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.output_dir)
+    run = RunDir(args.output_dir)
+    out = run.root
     started = time.monotonic()
 
     print("== 1. Default corpus (LibreOffice help + Ding example sentences, English-German)", flush=True)
@@ -60,27 +61,19 @@ def main(argv=None) -> int:
         print(f"   {split}: {len(rows)} pairs")
 
     print(f"== 2. Tokenizer and {args.minutes:g} minutes of training (vaswani-train --config small-cpu)", flush=True)
-    if (out / "train_summary.json").exists():
+    if run.is_finished():
         print(f"   {out} holds a finished run; delete it to train again")
     else:
-        resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()) else []
         run_training(
             args.processes,
-            [
-                "--config",
-                "small-cpu",
-                *resume,
-                f"output_dir={out}",
-                f"train.max_minutes={args.minutes}",
-                *args.overrides,
-            ],
+            ["--config", "small-cpu", *run.train_arguments(), f"train.max_minutes={args.minutes}", *args.overrides],
         )
-    summary = json.loads((out / "train_summary.json").read_text())
+    summary = run.read_json(run.train_summary)
     print(f"   {summary['updates']} updates, {summary['epochs']:.2f} epochs, {summary['train_minutes']:.1f} minutes")
 
     print("== 3. Test BLEU and chrF (beam 4, length penalty 0.6, max length input + 50)", flush=True)
-    model = AutoModelForSeq2SeqLM.from_pretrained(out / "model")
-    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    model = AutoModelForSeq2SeqLM.from_pretrained(run.model)
+    tokenizer = AutoTokenizer.from_pretrained(run.model)
     results = {
         "provenance": provenance(),
         "corpus": default_corpus_record(),
@@ -95,7 +88,7 @@ def main(argv=None) -> int:
         hypotheses = translate(model, tokenizer, sources, show_progress=True)
         scores = score(hypotheses, references)
         scores["seconds"] = time.monotonic() - t
-        write_atomic(out / "eval" / split / "hypotheses.txt", "".join(h + "\n" for h in hypotheses))
+        write_atomic(run.eval(split) / "hypotheses.txt", "".join(h + "\n" for h in hypotheses))
         results["test"][split] = scores
         results["copy_baseline"][split] = score(sources, references)
         print(
@@ -107,7 +100,7 @@ def main(argv=None) -> int:
 
     if not args.no_curve:
         print("== 4. BLEU on test_help against training minutes (each kept checkpoint, same decoding)", flush=True)
-        results["curve"] = bleu_curve(out, tokenizer, corpus["test_help"])
+        results["curve"] = bleu_curve(run, tokenizer, corpus["test_help"])
         for point in results["curve"]:
             print(f"   {point['minutes']:5.1f} min  update {point['updates']:5d}  BLEU {point['bleu']:5.1f}")
         plot_curve(results, out / "bleu_curve.png")
@@ -118,26 +111,24 @@ def main(argv=None) -> int:
         print(f"   {source}\n   -> {hypothesis}")
 
     results["wall_minutes"] = (time.monotonic() - started) / 60
-    write_atomic(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    run.write_json(run.results, results)
 
     print("== 6. Model card", flush=True)
-    _, notes = make_model_card(out / "model", out, out / "model" / "README.md")
+    _, notes = make_model_card(run.model, out, run.model / "README.md")
     for note in notes:
         print(f"   note: {note}")
-    print(
-        f"== Model and its card in {out / 'model'}, scores in {out / 'results.json'} ({results['wall_minutes']:.1f} min)"
-    )
+    print(f"== Model and its card in {run.model}, scores in {run.results} ({results['wall_minutes']:.1f} min)")
     return 0
 
 
-def bleu_curve(out: Path, tokenizer, test_split) -> list[dict]:
+def bleu_curve(run: RunDir, tokenizer, test_split) -> list[dict]:
     """Test BLEU of every kept checkpoint (each on its own, not averaged) with the minutes of training behind it."""
     sources = [p["en"] for p in test_split["translation"]]
     references = [p["de"] for p in test_split["translation"]]
     points = []
-    for checkpoint in CheckpointManager(out / "checkpoints", keep=1).checkpoints():
+    for checkpoint in CheckpointManager(run.checkpoints, keep=1).checkpoints():
         state = checkpoint_state(checkpoint)
-        model = averaged_model([checkpoint], out / "model_config")
+        model = averaged_model([checkpoint], run.model_config)
         scores = score(translate(model, tokenizer, sources), references)
         points.append(
             {"checkpoint": checkpoint.name, "updates": state["step"], "minutes": state["train_seconds"] / 60}

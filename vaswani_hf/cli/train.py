@@ -11,7 +11,6 @@ The recipe lives in `vaswani_hf.training`; this file is the loop, in plain view:
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import time
 from contextlib import nullcontext
@@ -27,6 +26,7 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig
 from vaswani_hf.data.batching import collate
 from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.files import SaveError, remove_partial_model_dirs, write_atomic
+from vaswani_hf.run_dir import RunDir, RunDirError, RunLock
 from vaswani_hf.training.architectures import build_model_config
 from vaswani_hf.training.checkpoints import (
     CheckpointManager,
@@ -64,13 +64,15 @@ def run(args: argparse.Namespace) -> int:
     """Setup, train, finish; a run stopped by a signal skips the finish, a finished one does nothing."""
     session = setup(args)
     state = session.state
-    if _finished(session.cfg, state) and (session.out / "train_summary.json").is_file():
+    if _finished(session.cfg, state) and session.run_dir.is_finished():
         session.accelerator.print(
             f"the run in {session.out} finished at update {state.step}: nothing to do (raise the budget to train on)"
         )
     elif train(session):
         finish(session)
     session.accelerator.end_training()
+    if session.lock is not None:
+        session.lock.release()
     return 0
 
 
@@ -79,7 +81,7 @@ class Run:
     """What `setup` builds for `train` and `finish`."""
 
     cfg: RunConfig
-    out: Path
+    run_dir: RunDir
     accelerator: Accelerator
     corpus: dict
     tokenizer: object
@@ -92,7 +94,13 @@ class Run:
     scheduler: object
     checkpoints: CheckpointManager
     state: TrainingState
+    # The run folder's lock, held by the main process for the run's life (None on the others).
+    lock: RunLock | None = None
     updates_per_epoch: int = 0
+
+    @property
+    def out(self) -> Path:
+        return self.run_dir.root
 
 
 def setup(args: argparse.Namespace) -> Run:
@@ -103,19 +111,8 @@ def setup(args: argparse.Namespace) -> Run:
     except (ValueError, FileNotFoundError) as error:
         # A setting's mistake is the user's: one line that names the key, no traceback.
         raise SystemExit(f"error: {error}") from None
-    out = Path(cfg.output_dir)
-    if not args.resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
-        raise SystemExit(f"{out} already holds checkpoints: pass --resume to continue, or choose another output_dir.")
-    if args.resume and (out / "run_config.yaml").is_file():
-        conflicts = cfg.resume_conflicts(RunConfig.load(out / "run_config.yaml"))
-        if conflicts:
-            changes = "; ".join(f"{key}: {old!r} then, {new!r} now" for key, (old, new) in conflicts.items())
-            raise SystemExit(
-                f"--resume: the run in {out} was started with other settings, which the saved position in its data "
-                f"and schedule depends on ({changes}). Resume with the values it was started with (only the budget "
-                "and the logging, checkpointing and validation settings may change), or start a new output_dir."
-            )
-
+    run_dir = RunDir(cfg.output_dir)
+    out = run_dir.root
     accelerator = Accelerator(
         # Without an accelerator, processes started by torchrun (`accelerate launch --multi_gpu`) join over gloo.
         cpu=not torch.accelerator.is_available(),
@@ -126,6 +123,27 @@ def setup(args: argparse.Namespace) -> Run:
         step_scheduler_with_optimizer=False,
     )
     log = accelerator.print
+    lock = None
+    if accelerator.is_main_process:
+        # Before anything is written: a second run into this folder is refused at once, naming the first.
+        try:
+            lock = run_dir.lock(log=log)
+        except RunDirError as error:
+            raise SystemExit(f"error: {error}") from None
+    try:
+        run_dir.check_start(resume=args.resume)
+    except RunDirError as error:
+        raise SystemExit(f"error: {error}") from None
+    if args.resume and run_dir.run_config.is_file():
+        conflicts = cfg.resume_conflicts(RunConfig.load(run_dir.run_config))
+        if conflicts:
+            changes = "; ".join(f"{key}: {old!r} then, {new!r} now" for key, (old, new) in conflicts.items())
+            raise SystemExit(
+                f"--resume: the run in {out} was started with other settings, which the saved position in its data "
+                f"and schedule depends on ({changes}). Resume with the values it was started with (only the budget "
+                "and the logging, checkpointing and validation settings may change), or start a new output_dir."
+            )
+
     log(f"{accelerator.num_processes} process(es), {accelerator.distributed_type.value}, on {accelerator.device}")
     if accelerator.device.type == "cpu":
         keep_freed_memory()
@@ -148,8 +166,10 @@ def setup(args: argparse.Namespace) -> Run:
     # Data and tokenizer: the main process builds what is cached (corpus, BPE), the others then load it.
     with accelerator.main_process_first():
         corpus = prepare_corpus(cfg.data, log=log if accelerator.is_main_process else None)
-        check_corpus_record(cfg.data, out, resume=args.resume, write=accelerator.is_main_process)
-        tokenizer = load_or_train_tokenizer(cfg.data, corpus["train"], out / "tokenizer", resume=args.resume)
+        check_corpus_record(cfg.data, run_dir, resume=args.resume, write=accelerator.is_main_process)
+        tokenizer = load_or_train_tokenizer(
+            cfg.data, corpus["train"], run_dir, resume=args.resume, log=log if accelerator.is_main_process else None
+        )
         train_set, dropped = tokenize_pairs(
             corpus["train"], tokenizer, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
             max_length=cfg.data.max_length,
@@ -166,7 +186,7 @@ def setup(args: argparse.Namespace) -> Run:
         model_config = build_model_config(cfg.model, tokenizer)
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    config_dir = out / "model_config"
+    config_dir = run_dir.model_config
     if args.resume:
         saved = AutoConfig.from_pretrained(config_dir)
         if saved.to_diff_dict() != model_config.to_diff_dict():
@@ -179,7 +199,7 @@ def setup(args: argparse.Namespace) -> Run:
         model.set_attn_implementation(cfg.model.attn_implementation)
     if accelerator.is_main_process:
         model_config.save_pretrained(config_dir)  # what averaging builds the final model from
-        write_atomic(out / "run_config.yaml", cfg.to_yaml())
+        write_atomic(run_dir.run_config, cfg.to_yaml())
     shape = {k: getattr(model_config, k, None) for k in ("model_type", "vocab_size", "hidden_size", "encoder_layers")}
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {shape}")
 
@@ -188,11 +208,11 @@ def setup(args: argparse.Namespace) -> Run:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     store_tied_weights_once(accelerator)
     state = TrainingState()
-    checkpoints = CheckpointManager(out / "checkpoints", keep=cfg.checkpoint.keep)
+    checkpoints = CheckpointManager(run_dir.checkpoints, keep=cfg.checkpoint.keep)
     if args.resume:
         checkpoints.remove_partial()
         if accelerator.is_main_process:
-            remove_partial_model_dirs(out / "model")  # what a kill during the final averaging left
+            remove_partial_model_dirs(run_dir.model)  # what a kill during the final averaging left
         latest = checkpoints.latest()
         if latest is None:
             raise SystemExit(f"--resume: no checkpoint in {checkpoints.root}.")
@@ -203,8 +223,8 @@ def setup(args: argparse.Namespace) -> Run:
     accelerator.init_trackers("train", config={k: str(v) for k, v in cfg.to_flat_dict().items()})
 
     return Run(
-        cfg, out, accelerator, corpus, tokenizer, train_set, dropped, valid_set, model_config, model, optimizer,
-        scheduler, checkpoints, state,
+        cfg, run_dir, accelerator, corpus, tokenizer, train_set, dropped, valid_set, model_config, model, optimizer,
+        scheduler, checkpoints, state, lock,
     )  # fmt: skip
 
 
@@ -228,6 +248,8 @@ def train(run: Run) -> bool:
     )
     last_checkpoint_time = time.monotonic()
     logged_loss, logged_tokens, logged_seconds = torch.zeros((), device=accelerator.device), 0, 0.0
+    # The last update whose loss was finite, and that loss, kept on the device: read only if the run diverges.
+    last_finite = torch.tensor([-1.0, float("nan")], device=accelerator.device)
     # A resumed run whose budget is already spent trains no further update.
     finished = _finished(cfg, state)
     plan = []
@@ -247,6 +269,7 @@ def train(run: Run) -> bool:
             started = time.perf_counter()
             model.train()
             micro_batches = update.for_process(rank, world)
+            update_loss = torch.zeros((), device=accelerator.device)
             for i, indices in enumerate(micro_batches):
                 batch = {
                     k: v.to(accelerator.device)
@@ -258,7 +281,8 @@ def train(run: Run) -> bool:
                 with sync:
                     loss = training_loss(model, batch, cfg.train.label_smoothing, update.target_tokens / world)
                     accelerator.backward(loss)
-                logged_loss += loss.detach()
+                update_loss += loss.detach()
+            logged_loss += update_loss
             if cfg.train.clip_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
             optimizer.step()
@@ -293,8 +317,29 @@ def train(run: Run) -> bool:
             # them, since validation and checkpointing are collective too.
             due = _checkpoint_due(cfg, state.step, time.monotonic() - last_checkpoint_time)
             finished = _budget_spent(cfg, state)
-            flags = torch.tensor([float(bool(stop_signal)), float(due), float(finished)], device=accelerator.device)
-            stop, due, finished = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
+            # A loss that is not finite on any process (NaN, inf) is divergence: Adam has already taken the update,
+            # so the weights are lost too, and training on would only average NaN checkpoints into the model.
+            flags = torch.stack(
+                [
+                    torch.tensor(float(bool(stop_signal)), device=accelerator.device),
+                    torch.tensor(float(due), device=accelerator.device),
+                    torch.tensor(float(finished), device=accelerator.device),
+                    (~torch.isfinite(update_loss)).float(),
+                ]
+            )
+            finite_here = torch.isfinite(update_loss)
+            last_finite = torch.where(
+                finite_here, torch.stack([torch.tensor(float(state.step)).to(update_loss), update_loss]), last_finite
+            )
+            stop, due, finished, diverged = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
+            if not diverged and (due or stop or finished):
+                # A gradient that was not finite leaves the loss of its own update finite but the weights not:
+                # checked before they are saved, so that every checkpoint kept holds finite weights.
+                diverged = not _weights_finite(model, accelerator)
+            if diverged:
+                progress.close()
+                step, loss = last_finite.tolist()
+                raise SystemExit(_divergence_message(run, state.step, (int(step), loss) if step >= 0 else None))
             if (
                 run.valid_set is not None
                 and cfg.eval.every_steps
@@ -324,12 +369,36 @@ def train(run: Run) -> bool:
     return True
 
 
+def _weights_finite(model, accelerator) -> bool:
+    """Whether every weight of every process is finite (a collective: all processes call it together)."""
+    local = all(bool(torch.isfinite(getattr(p, "_local_tensor", p)).all()) for p in model.parameters())
+    flag = torch.tensor([float(not local)], device=accelerator.device)
+    return not bool(accelerator.reduce(flag, "max").item())
+
+
+def _divergence_message(run: Run, step: int, last_finite: tuple[int, float] | None) -> str:
+    """What stopped the run, what is kept and what to try."""
+    latest = run.checkpoints.latest()
+    kept = (
+        f"the last checkpoint, {latest} (update {checkpoint_state(latest)['step']}), holds finite weights"
+        if latest is not None
+        else "no checkpoint was written before it"
+    )
+    finite = f"the last finite loss was {last_finite[1]:.4g}, at update {last_finite[0]}" if last_finite else ""
+    return (
+        f"error: training diverged at update {step}: the loss or the weights are no longer finite (NaN or "
+        f"infinity){'; ' + finite if finite else ''}. Nothing more was saved and no model was averaged; {kept}. Start "
+        f"a new run (another output_dir) with a lower train.lr_scale (now {run.cfg.train.lr_scale}), more "
+        f"train.warmup_steps (now {run.cfg.train.warmup_steps}), or train.clip_norm (now {run.cfg.train.clip_norm})."
+    )
+
+
 def finish(run: Run) -> None:
     """§6.1: the final model averages the last checkpoints; the summary says what the run did."""
     cfg, state, accelerator = run.cfg, run.state, run.accelerator
     if accelerator.is_main_process:
         last = run.checkpoints.checkpoints()[-cfg.checkpoint.average_last :]
-        model_dir = save_averaged_model(last, run.out / "model_config", run.out / "model", tokenizer=run.tokenizer)
+        model_dir = save_averaged_model(last, run.run_dir.model_config, run.run_dir.model, tokenizer=run.tokenizer)
         summary = {
             "updates": state.step,
             "epochs": state.epoch + state.update_in_epoch / max(run.updates_per_epoch, 1),
@@ -337,7 +406,7 @@ def finish(run: Run) -> None:
             "train_minutes": state.train_seconds / 60,
             "averaged_checkpoints": [p.name for p in last],
         }
-        write_atomic(run.out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+        run.run_dir.write_json(run.run_dir.train_summary, summary)
         accelerator.print(f"averaged {len(last)} checkpoints into {model_dir}: {summary}")
 
 

@@ -28,6 +28,7 @@ from ..configuration_vaswani import VaswaniConfig
 from ..data.default_corpus import CACHE_SUBDIR, default_cache_dir
 from ..files import write_atomic
 from ..generation_vaswani import PAPER_DECODING
+from ..run_dir import RunDir
 from ..training.run_config import RunConfig
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -490,7 +491,7 @@ def load_card_inputs(
             f"{config_path} is missing: {model_dir} is not a saved model. Pass the folder that "
             "save_pretrained wrote (e.g. outputs/main-job/model)."
         )
-    run_config_path = run_dir / "run_config.yaml"
+    run_config_path = RunDir(run_dir).run_config
     if not run_config_path.is_file():
         raise FileNotFoundError(
             f"{run_config_path} is missing: the card describes the training run from it. Pass the run's output_dir "
@@ -506,13 +507,13 @@ def load_card_inputs(
     if num_parameters is None:
         notes.append(f"no safetensors weights in {model_dir}: the card gives no parameter count")
     run_config = RunConfig.load(run_config_path)
-    summary_path = run_dir / "train_summary.json"
+    summary_path = RunDir(run_dir).train_summary
     summary = _read_json(summary_path) if summary_path.is_file() else None
     if summary is None:
         notes.append(f"no {summary_path}: the card has no training statistics (updates, tokens, minutes)")
     data = data_provenance(run_config, Path(dataset_card) if dataset_card else None, data_license)
     test_results, curve, examples, result_notes = load_results(
-        Path(results) if results is not None else run_dir / "results.json",
+        Path(results) if results is not None else RunDir(run_dir).results,
         Path(eval_dir) if eval_dir is not None else run_dir / "eval",
     )
     for result in test_results:

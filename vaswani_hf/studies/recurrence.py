@@ -33,6 +33,7 @@ from ..data.parallel import load_parallel, tokenize_pairs
 from ..evaluation import score, translate
 from ..files import write_atomic
 from ..provenance import provenance
+from ..run_dir import RunDir
 from ..training.checkpoints import CheckpointManager, averaged_model, checkpoint_state
 from ..training.corpus import prepare_corpus
 from ..training.launch import run_training
@@ -82,21 +83,20 @@ def _log(message: str) -> None:
 
 def _train(settings: StudySettings, name: str, tokenizer_dir: Path | None) -> Path:
     """Trains one model (or continues or keeps its run) and returns its run folder."""
-    out = Path(settings.output_dir) / name
-    if (out / "train_summary.json").is_file():
-        _log(f"   {out} holds a finished run; delete it to train again")
-        return out
+    run = RunDir(Path(settings.output_dir) / name)
+    if run.is_finished():
+        _log(f"   {run.root} holds a finished run; delete it to train again")
+        return run.root
     preset_overrides = MODELS[name][1]
-    resume = ["--resume"] if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()) else []
     arguments = [
-        "--config", settings.configs[name], *resume, f"output_dir={out}", f"train.max_minutes={settings.minutes}",
+        "--config", settings.configs[name], *run.train_arguments(), f"train.max_minutes={settings.minutes}",
         f"checkpoint.every_minutes={settings.checkpoint_minutes}", "checkpoint.keep=1000",
         f"data.corpus={settings.corpus}", f"data.src_lang={settings.src_lang}", f"data.tgt_lang={settings.tgt_lang}",
         *([f"data.tokenizer={tokenizer_dir}"] if tokenizer_dir is not None else []),
         *preset_overrides, *settings.overrides,
     ]  # fmt: skip
     run_training(settings.processes, arguments)
-    return out
+    return run.root
 
 
 def _test_pairs(settings: StudySettings) -> tuple[list[str], list[str]]:
@@ -113,7 +113,7 @@ def _test_pairs(settings: StudySettings) -> tuple[list[str], list[str]]:
 
 def _validation_set(run_dir: Path, tokenizer):
     """The validation split of a run, as `vaswani-train` prepared it from its run config, tokenized; None without."""
-    data = RunConfig.load(run_dir / "run_config.yaml").data
+    data = RunConfig.load(RunDir(run_dir).run_config).data
     corpus = prepare_corpus(data)
     if "validation" not in corpus:
         return None
@@ -127,9 +127,9 @@ def _curve(run_dir: Path, tokenizer, valid_set, sources, references) -> list[dic
 
     accelerator = Accelerator(cpu=True)
     points = []
-    for checkpoint in CheckpointManager(run_dir / "checkpoints", keep=1).checkpoints():
+    for checkpoint in CheckpointManager(RunDir(run_dir).checkpoints, keep=1).checkpoints():
         state = checkpoint_state(checkpoint)
-        model = averaged_model([checkpoint], run_dir / "model_config")
+        model = averaged_model([checkpoint], RunDir(run_dir).model_config)
         point = {"checkpoint": checkpoint.name, "updates": state["step"], "minutes": state["train_seconds"] / 60}
         if valid_set is not None:
             point["validation_loss"] = validation_loss(
@@ -164,15 +164,16 @@ def run_study(settings: StudySettings) -> dict:
         _log(f"-- {name} ({settings.configs[name]} {' '.join(MODELS[name][1])})")
         runs[name] = _train(settings, name, tokenizer_dir)
         # Every model after the first reads the first one's tokenizer: one BPE for all.
-        tokenizer_dir = tokenizer_dir or runs[name] / "tokenizer"
+        tokenizer_dir = tokenizer_dir or RunDir(runs[name]).tokenizer
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
 
     sources, references = _test_pairs(settings)
     curve_sources, curve_references = sources[: settings.curve_sentences], references[: settings.curve_sentences]
     for name, run_dir in runs.items():
-        summary = json.loads((run_dir / "train_summary.json").read_text())
-        config = AutoConfig.from_pretrained(run_dir / "model_config")
-        model = AutoModelForSeq2SeqLM.from_pretrained(run_dir / "model")
+        run = RunDir(run_dir)
+        summary = run.read_json(run.train_summary)
+        config = AutoConfig.from_pretrained(run.model_config)
+        model = AutoModelForSeq2SeqLM.from_pretrained(run.model)
         entry = {
             "label": MODELS[name][2],
             "model_type": config.model_type,
@@ -213,7 +214,7 @@ def run_study(settings: StudySettings) -> dict:
     _log("== 6. What attention looks at")
     report["attention"] = {}
     for name in MODELS:
-        model = AutoModelForSeq2SeqLM.from_pretrained(runs[name] / "model", attn_implementation="eager").eval()
+        model = AutoModelForSeq2SeqLM.from_pretrained(RunDir(runs[name]).model, attn_implementation="eager").eval()
         if getattr(model.config, "attention", None) == "none":
             continue
         (maps,) = compute_attention_maps(model, tokenizer, [settings.example])

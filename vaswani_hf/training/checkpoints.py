@@ -190,6 +190,13 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict[str, torch.Te
                 f"No model weights at {path}; expected a checkpoint directory with model.safetensors."
             )
         weights = load_file(path)
+        not_finite = [name for name, tensor in weights.items() if not torch.isfinite(tensor).all()]
+        if not_finite:
+            raise ValueError(
+                f"{path} holds weights that are not finite (NaN or infinity) in {len(not_finite)} of its "
+                f"{len(weights)} tensors ({', '.join(not_finite[:3])}{', ...' if len(not_finite) > 3 else ''}): the "
+                "run had diverged when it was saved. Average only the checkpoints before it."
+            )
         if n and weights.keys() != total.keys():
             differ = sorted(weights.keys() ^ total.keys())
             raise ValueError(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
+
+from ..run_dir import RunDir
 
 
 def check_tokenizer(config, tokenizer) -> None:
@@ -62,46 +65,70 @@ def prepare_corpus(data_args, log=None):
     return corpus
 
 
-CORPUS_RECORD = "corpus.json"
-
-
-def check_corpus_record(data_args, run_dir: Path, *, resume: bool, write: bool) -> dict | None:
+def check_corpus_record(data_args, run_dir: RunDir, *, resume: bool, write: bool) -> dict | None:
     """Records in `run_dir` which build of the default corpus the run trains on (`default_corpus_record`: package
     versions and a hash of its pairs), and refuses to resume on another build, which would mix two corpora in one
     run. Other corpora are the user's own files: nothing is recorded. Returns the record."""
-    import json
-
     from ..data.default_corpus import CACHE_SUBDIR, default_cache_dir, default_corpus_record
-    from ..files import write_atomic
 
     if data_args.corpus != "default":
         return None
     record = default_corpus_record()
-    path = run_dir / CORPUS_RECORD
+    path = run_dir.corpus_record
     if resume and path.is_file():
-        started = json.loads(path.read_text(encoding="utf-8"))
+        started = run_dir.read_json(path)
         if started["sha256"] != record["sha256"]:
             raise SystemExit(
-                f"--resume: the run in {run_dir} started on another build of the default corpus (packages "
+                f"--resume: the run in {run_dir.root} started on another build of the default corpus (packages "
                 f"{started['packages']}, {started['pairs']} pairs) than the one now in "
                 f"{default_cache_dir() / CACHE_SUBDIR} (packages {record['packages']}, {record['pairs']} pairs). "
                 "Resume where that build is cached (VASWANI_HF_CACHE), or start a new output_dir."
             )
         return record
     if write:
-        write_atomic(path, json.dumps(record, indent=2) + "\n")
+        run_dir.write_json(path, record)
     return record
 
 
-def load_or_train_tokenizer(data_args, train_split, directory: Path, *, resume: bool):
-    """The run's tokenizer, kept in `directory` so the run is complete on its own: the one already there (on
-    resume), else `data.tokenizer` if set, else a shared BPE trained on the training split (§5.1)."""
+def tokenizer_source(data_args, train_split) -> dict:
+    """What a run's tokenizer is made from: the saved tokenizer it copies (`data.tokenizer`), or the vocabulary size,
+    languages and a hash of the training texts a shared BPE is trained on."""
+    if data_args.tokenizer is not None:
+        return {"from": str(Path(data_args.tokenizer).resolve())}
+    digest = hashlib.sha256()
+    for pair in train_split["translation"]:
+        for lang in (data_args.src_lang, data_args.tgt_lang):
+            digest.update(pair[lang].encode())
+            digest.update(b"\x00")
+    return {
+        "trained_on_sha256": digest.hexdigest(),
+        "vocab_size": data_args.vocab_size,
+        "languages": [data_args.src_lang, data_args.tgt_lang],
+    }
+
+
+def load_or_train_tokenizer(data_args, train_split, run_dir: RunDir, *, resume: bool, log=None):
+    """The run's tokenizer, kept in `run_dir.tokenizer` so the run is complete on its own: on resume, the one there;
+    otherwise the one there if it was made from the same source (`tokenizer_source`, recorded beside it), else
+    `data.tokenizer` if set, else a shared BPE trained on the training split (§5.1). A tokenizer left by an earlier
+    run over another corpus or with other settings is replaced, and `log` says so."""
     from transformers import AutoTokenizer
 
     from ..tokenization import train_shared_bpe
 
-    if resume or (directory / "tokenizer.json").exists():
+    directory = run_dir.tokenizer
+    if resume:
         return AutoTokenizer.from_pretrained(directory)
+    source = tokenizer_source(data_args, train_split)
+    if (directory / "tokenizer.json").exists():
+        recorded = run_dir.read_json(run_dir.tokenizer_source) if run_dir.tokenizer_source.is_file() else None
+        if recorded == source:
+            if log:
+                log(f"reusing the tokenizer in {directory}, made from the same source")
+            return AutoTokenizer.from_pretrained(directory)
+        if log:
+            why = "it records no source" if recorded is None else f"it was made from {recorded}, not {source}"
+            log(f"replacing the tokenizer in {directory}, left by an earlier run: {why}")
     if data_args.tokenizer is not None:
         tokenizer = AutoTokenizer.from_pretrained(data_args.tokenizer)
     else:
@@ -112,5 +139,13 @@ def load_or_train_tokenizer(data_args, train_split, directory: Path, *, resume: 
     tmp = directory.with_name(f".tmp-{directory.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer.save_pretrained(tmp)
-    os.replace(tmp, directory)
+    run_dir.write_json(tmp / run_dir.tokenizer_source.name, source)
+    if directory.exists():
+        retired = directory.with_name(f".old-{directory.name}")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(directory, retired)
+        os.replace(tmp, directory)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(tmp, directory)
     return tokenizer
