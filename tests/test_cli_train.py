@@ -65,6 +65,26 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(corpus, uninterr
         torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.parametrize("damage", ["truncated weights", "missing random state", "truncated optimizer"])
+def test_a_damaged_last_checkpoint_is_set_aside_and_the_run_resumes_exactly(corpus, uninterrupted, tmp_path, damage):
+    """A last checkpoint cut short (a full disk, a copy interrupted) or missing a process's random state: --resume
+    says so, sets it aside, and continues from the newest intact one to the same weights as an uninterrupted run."""
+    train(corpus, tmp_path, *STEPS, "train.max_steps=150")
+    last = tmp_path / "checkpoints" / "checkpoint-00000150"
+    if damage == "missing random state":
+        (last / "random_states_0.pkl").unlink()
+    else:
+        path = last / ("model.safetensors" if damage == "truncated weights" else "optimizer.bin")
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    done = train(corpus, tmp_path, *STEPS, resume=True)
+    said = done.stdout + done.stderr
+    assert "checkpoint checkpoint-00000150 is damaged (" in said and "resuming from checkpoint-00000100" in said, said
+    assert (tmp_path / "checkpoints" / ".damaged-checkpoint-00000150").is_dir()
+    resumed, reference = weights(tmp_path, 300), weights(uninterrupted, 300)
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], rtol=0, atol=0, msg=name)
+
+
 def test_two_processes_make_the_same_update_as_one(corpus, tmp_path):
     # Pick an update size whose first update splits evenly across two processes, so both runs see the same
     # global batch; the test then compares the weights after that update.

@@ -102,6 +102,16 @@ def test_average_checkpoints_refuses_weights_that_are_not_finite(tmp_path, bad):
         average_checkpoints([tmp_path / "c0", tmp_path / "c1"])
 
 
+def test_average_checkpoints_names_a_damaged_checkpoint(tmp_path):
+    for name in ("c0", "c1"):
+        (tmp_path / name).mkdir()
+        save_file({"a": torch.ones(64)}, tmp_path / name / "model.safetensors")
+    damaged = tmp_path / "c1" / "model.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"c1/model.safetensors cannot be read .*damaged; average the others"):
+        average_checkpoints([tmp_path / "c0", tmp_path / "c1"])
+
+
 def test_save_averaged_model_loads_with_auto_classes_and_keeps_ties(tmp_path, tiny_config):
     from transformers import AutoModelForSeq2SeqLM
 

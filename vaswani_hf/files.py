@@ -201,13 +201,17 @@ def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
     # A name of its own (not a fixed `.tmp-<name>`): what is removed on failure is only ever what this call made.
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     try:
-        # mkdtemp makes the folder private (0700); the model directory gets the permissions of a normal mkdir.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        # mkdtemp makes the folder private (0700), and transformers writes model.safetensors through a private
+        # temporary file (0600): the model directory gets the permissions the user's umask gives what they write.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        for entry in tmp.rglob("*"):
+            if not entry.is_symlink():
+                os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
         if existed:
             _swap_in(tmp, target)
         else:

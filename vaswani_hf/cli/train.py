@@ -213,9 +213,13 @@ def setup(args: argparse.Namespace) -> Run:
         checkpoints.remove_partial()
         if accelerator.is_main_process:
             remove_partial_model_dirs(run_dir.model)  # what a kill during the final averaging left
-        latest = checkpoints.latest()
+        latest = checkpoints.latest_intact(accelerator.num_processes, log=log, set_aside=False)
+        accelerator.wait_for_everyone()  # every process has chosen before any damaged checkpoint moves
+        if accelerator.is_main_process:
+            checkpoints.latest_intact(accelerator.num_processes, log=lambda message: None)
+        accelerator.wait_for_everyone()
         if latest is None:
-            raise SystemExit(f"--resume: no checkpoint in {checkpoints.root}.")
+            raise SystemExit(f"error: --resume: no intact checkpoint in {checkpoints.root}; start a new output_dir.")
         accelerator.load_state(str(latest))  # model, optimizer, schedule, RNG: no pickle loaded with code
         state = TrainingState(**checkpoint_state(latest))
         log(f"resumed from {latest}: update {state.step}, epoch {state.epoch}")

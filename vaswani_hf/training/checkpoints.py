@@ -7,12 +7,14 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate.utils import DistributedType
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..files import SaveError, check_replaceable_model_dir, is_write_error, save_model_dir
@@ -122,6 +124,27 @@ class CheckpointManager:
             f"checkpoints in {self.root} are intact and the partial {tmp.name} was removed."
         ) from error
 
+    def latest_intact(self, num_processes: int, log=print, set_aside: bool = True) -> Path | None:
+        """The newest checkpoint that `checkpoint_problems` finds whole for `num_processes` processes. Newer ones
+        that are damaged (a truncated file, a missing random state) are reported through `log` and, with
+        `set_aside`, renamed `.damaged-<name>`: out of the listing, so that neither pruning nor averaging takes them,
+        and kept for inspection. Resuming from a damaged checkpoint would fail, or continue other than the run would
+        have: the newest intact one resumes exactly."""
+        damaged = []
+        chosen = None
+        for checkpoint in reversed(self.checkpoints()):
+            problems = checkpoint_problems(checkpoint, num_processes)
+            if not problems:
+                chosen = checkpoint
+                break
+            damaged.append((checkpoint, problems))
+        for checkpoint, problems in damaged:
+            instead = f"resuming from {chosen.name}" if chosen is not None else "no intact checkpoint is left"
+            log(f"checkpoint {checkpoint.name} is damaged ({'; '.join(problems)}): {instead}")
+            if set_aside:
+                os.replace(checkpoint, checkpoint.with_name(f".damaged-{checkpoint.name}"))
+        return chosen
+
     def remove_partial(self) -> None:
         """Delete what a killed save left behind."""
         if self.root.is_dir():
@@ -158,6 +181,42 @@ def store_tied_weights_once(accelerator) -> None:
     accelerator.register_save_state_pre_hook(drop_tied_names)
 
 
+def checkpoint_problems(checkpoint: str | Path, num_processes: int = 1) -> list[str]:
+    """What keeps `checkpoint` from resuming a run of `num_processes` processes exactly: missing files, weights whose
+    safetensors header does not cover the file (a truncated write), an optimizer or schedule whose archive fails its
+    checksums, a random state missing for a process. Empty when the checkpoint is whole."""
+    checkpoint = Path(checkpoint)
+    problems = []
+    weights = sorted(checkpoint.glob("model*.safetensors"))
+    if not weights:
+        problems.append("no model.safetensors")
+    for path in weights:
+        try:
+            with safe_open(path, "pt") as file:
+                file.keys()
+        except Exception as error:  # safetensors raises its own error type for a damaged file
+            problems.append(f"{path.name} cannot be read ({error})")
+    for name in ("optimizer.bin", "scheduler.bin"):
+        path = checkpoint / name
+        if not path.is_file():
+            problems.append(f"no {name}")
+            continue
+        try:
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as error:
+            broken = str(error)
+        if broken is not None:
+            problems.append(f"{name} is damaged ({broken})")
+    missing = [i for i in range(num_processes) if not (checkpoint / f"random_states_{i}.pkl").is_file()]
+    if missing:
+        which = ", ".join(map(str, missing))
+        problems.append(f"no random state for process {which}: a resume would not draw the same dropout")
+    if not (checkpoint / TRAINING_STATE_FILE).is_file() and not (checkpoint / "custom_checkpoint_0.pkl").is_file():
+        problems.append(f"no {TRAINING_STATE_FILE}")
+    return problems
+
+
 def _any_process(accelerator, flag: bool) -> bool:
     """Whether `flag` is set on any process; a collective, so it also waits for every process to reach it."""
     if accelerator.num_processes == 1:
@@ -189,7 +248,12 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict[str, torch.Te
             raise FileNotFoundError(
                 f"No model weights at {path}; expected a checkpoint directory with model.safetensors."
             )
-        weights = load_file(path)
+        try:
+            weights = load_file(path)
+        except Exception as error:  # safetensors raises its own error type for a damaged file
+            raise ValueError(
+                f"{path} cannot be read ({error}): the checkpoint is damaged; average the others."
+            ) from None
         not_finite = [name for name, tensor in weights.items() if not torch.isfinite(tensor).all()]
         if not_finite:
             raise ValueError(
