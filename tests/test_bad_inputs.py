@@ -288,3 +288,43 @@ def test_a_name_that_is_no_folder_is_not_answered_with_internet_advice(tmp_path,
         FileNotFoundError, match=r"'mymodel' is no folder here.*HF_HUB_OFFLINE is set.*needs a network"
     ):
         load_model("mymodel")
+
+
+# ------------------------------------------------------------------------------ every command: no traceback for a mistake
+
+COMMANDS = [
+    "average", "corpus", "evaluate", "export_ct2", "finetune", "main_job", "model_card", "push", "study_recurrence",
+    "train", "translate",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_ends_a_users_mistake_without_a_traceback(name):
+    from vaswani_hf.cli.errors import user_errors
+
+    command = load_command(name)
+    assert getattr(command.main, "__wrapped__", None) is not None, f"vaswani_hf.cli.{name}.main is not wrapped"
+    assert command.main.__code__ is user_errors(lambda argv: None).__code__
+
+
+def test_a_mistake_is_one_message_and_debug_shows_the_traceback(monkeypatch):
+    """What a wrapped command does with a user's mistake the library reports (here, a missing file): its message in
+    the exit, and the exception itself (with its traceback) under VASWANI_DEBUG=1. Other exceptions, bugs, pass."""
+    from vaswani_hf.cli.errors import user_errors
+
+    @user_errors
+    def main(argv=None):
+        raise {"missing": FileNotFoundError("corpus.tsv does not exist"), "bug": KeyError("x")}[argv[0]]
+
+    monkeypatch.delenv("VASWANI_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["missing"])
+    assert str(exit_info.value.code).splitlines() == [
+        "error: corpus.tsv does not exist",
+        "(VASWANI_DEBUG=1 shows where it was raised)",
+    ]
+    with pytest.raises(KeyError):
+        main(["bug"])
+    monkeypatch.setenv("VASWANI_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="corpus.tsv does not exist"):
+        main(["missing"])

@@ -137,6 +137,21 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_trains(cor
             os.killpg(first.pid, signal.SIGKILL)
 
 
+def test_a_two_process_run_that_diverges_stops_both_processes_with_finite_checkpoints(corpus, tmp_path):
+    """Divergence found on the processes together (a max over them at every update): both stop at the same update,
+    the launch exits non-zero with the message, and every checkpoint kept holds finite weights."""
+    out = tmp_path / "run"
+    extra = ["train.lr_scale=1e30", "train.max_steps=40", "checkpoint.every_steps=1", "checkpoint.keep=50"]
+    process = train(corpus, out, *extra, launcher=TWO_PROCESSES, wait=False)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode != 0
+    assert output.count("error: training diverged at update ") >= 1, output[-3000:]
+    assert not (out / "model").exists()
+    for checkpoint in (out / "checkpoints").iterdir():
+        tensors = load_file(checkpoint / "model.safetensors")
+        assert all(torch.isfinite(t).all() for t in tensors.values()), checkpoint
+
+
 @pytest.mark.parametrize("case", list(KILLS))
 def test_a_two_process_run_killed_anywhere_resumes_to_the_same_weights(corpus, reference, tmp_path, case):
     when, whom = KILLS[case]

@@ -14,6 +14,7 @@ import warnings
 import transformers
 from transformers.generation import GenerationMixin
 from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.modeling_utils import PreTrainedModel
 
 TRANSFORMERS_VERSION = transformers.__version__
 
@@ -117,11 +118,12 @@ def allow_translation_task() -> None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # 4. Refusing assisted decoding of a recurrent model, whose state cannot be taken back to an earlier step. Up to 5.24
-#    `generate()` refuses it before decoding when the model class sets the private `GenerationMixin._is_stateful`;
-#    5.25 removed that attribute and refuses after the first forward, when the cache's public `is_croppable` is false
-#    (which `RNNDecodingCache` declares). The mixin keeps the refusal up front on the releases that still read it.
+#    `generate()` refuses it before decoding when the model class sets the private `_is_stateful` (declared on
+#    `PreTrainedModel`); 5.25 removed that attribute and refuses after the first forward, when the cache's public
+#    `is_croppable` is false (which `RNNDecodingCache` declares). The mixin keeps the refusal up front on the releases
+#    that still read it.
 # ---------------------------------------------------------------------------------------------------------------------
-READS_IS_STATEFUL = hasattr(GenerationMixin, "_is_stateful")
+READS_IS_STATEFUL = hasattr(PreTrainedModel, "_is_stateful") or hasattr(GenerationMixin, "_is_stateful")
 
 
 class StatefulGenerationMixin:

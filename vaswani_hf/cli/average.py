@@ -13,6 +13,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.files import SaveError, check_replaceable_model_dir
 from vaswani_hf.run_dir import RunDir
 from vaswani_hf.training.checkpoints import CheckpointManager, save_averaged_model
@@ -36,6 +37,7 @@ def output_clash(output: Path, run_dir: Path, chosen: list[Path]) -> str | None:
     return None
 
 
+@user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="output_dir of vaswani-train")

@@ -9,9 +9,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.data.default_corpus import CACHE_SUBDIR, default_cache_dir, load_default_corpus
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(

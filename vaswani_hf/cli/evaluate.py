@@ -19,6 +19,7 @@ from transformers.utils import logging as transformers_logging
 
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf import evaluation, files
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.cli.options import add_translation_options, decoding_overrides
 from vaswani_hf.data.parallel import load_parallel
 
@@ -77,6 +78,7 @@ def load_test_set(args) -> tuple[list[str], list[str] | list[list[str]]]:
     return sources, references
 
 
+@user_errors
 def main(argv=None) -> None:
     args = parse_args(argv)
     out_dir = Path(args.out_dir)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.files import read_lines
 
 try:
@@ -63,6 +64,7 @@ def check_sentences(args: argparse.Namespace) -> list[str]:
     return [pair["en"] for pair in pairs]
 
 
+@user_errors
 def main(argv=None) -> None:
     args = parse_args(argv)
     converter = VaswaniConverter(args.model_dir, args.tokenizer)

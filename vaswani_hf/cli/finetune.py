@@ -23,6 +23,8 @@ from pathlib import Path
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from vaswani_hf.cli.errors import user_errors
+
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf.data.parallel import load_parallel, tokenize_pairs
 from vaswani_hf.training.corpus import check_tokenizer
@@ -111,6 +113,7 @@ def output_clash(model_dir: str, output_dir: str) -> str | None:
     return None
 
 
+@user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     clash = output_clash(args.model_dir, args.output_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.data.default_corpus import default_corpus_record, load_default_corpus
 from vaswani_hf.evaluation import score, translate
 from vaswani_hf.export.model_card import make_model_card
@@ -49,6 +50,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     run = RunDir(args.output_dir)

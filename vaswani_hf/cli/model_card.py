@@ -14,6 +14,7 @@ optional inputs (scores, training summary) are left out of the card and named on
 import argparse
 import sys
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.export.model_card import make_model_card
 
 
@@ -37,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

@@ -21,6 +21,7 @@ on success, 1 with a message saying what to do otherwise.
 import argparse
 import sys
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.export.hub import DEFAULT_MAX_SHARD_SIZE, DEFAULT_SENTENCE, HubError, push_to_hub
 
 
@@ -53,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

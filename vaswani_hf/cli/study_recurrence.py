@@ -19,6 +19,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.studies.recurrence import MODELS, StudySettings, plot_study, run_study
 
 
@@ -85,6 +86,7 @@ def _parse(argv=None) -> tuple[StudySettings, bool]:
     return settings, args.replot
 
 
+@user_errors
 def main(argv=None) -> int:
     settings, replot = _parse(argv)
     if replot:

@@ -23,6 +23,7 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig
 
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.data.batching import collate
 from vaswani_hf.data.parallel import tokenize_pairs
 from vaswani_hf.files import SaveError, remove_partial_model_dirs, write_atomic
@@ -52,6 +53,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@user_errors
 def main(argv=None) -> int:
     try:
         return run(parse_args(argv))

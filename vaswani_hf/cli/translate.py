@@ -15,6 +15,7 @@ from transformers.utils import logging as transformers_logging
 
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf import evaluation, files
+from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.cli.options import add_translation_options, decoding_overrides
 
 
@@ -27,6 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@user_errors
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
