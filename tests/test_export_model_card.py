@@ -152,7 +152,7 @@ def test_departures_list_every_difference_from_the_paper(model_dir, dataset_card
     assert found["vocab_size"] == (37000, inputs.config["vocab_size"])
     assert found["train.update_tokens"] == (25000, 2000)
     assert found["train.warmup_steps"] == (4000, 400)
-    assert found["train.mixed_precision"] == ("no", "bf16")
+    assert found["train.mixed_precision"] == ("no", "auto")
     assert found["checkpoint.average_last"] == (5, 3)
     assert found["data.corpus"][1].startswith("vaswani_hf built-in English-German corpus")
     # The tiny model has no dropout departure, so none is listed; token ids are not a departure from the paper.

@@ -40,6 +40,7 @@ from vaswani_hf.training.corpus import check_corpus_record, load_or_train_tokeni
 from vaswani_hf.training.loss import training_loss
 from vaswani_hf.training.memory import keep_freed_memory
 from vaswani_hf.training.optim import noam_schedule, paper_adam
+from vaswani_hf.training.precision import resolve_mixed_precision
 from vaswani_hf.training.run_config import RunConfig
 from vaswani_hf.training.updates import plan_epoch
 from vaswani_hf.training.validation import validate
@@ -115,10 +116,11 @@ def setup(args: argparse.Namespace) -> Run:
         raise SystemExit(f"error: {error}") from None
     run_dir = RunDir(cfg.output_dir)
     out = run_dir.root
+    precision, why = resolve_mixed_precision(cfg.train.mixed_precision)
     accelerator = Accelerator(
         # Without an accelerator, processes started by torchrun (`accelerate launch --multi_gpu`) join over gloo.
         cpu=not torch.accelerator.is_available(),
-        mixed_precision=cfg.train.mixed_precision,
+        mixed_precision=precision,
         log_with="tensorboard",
         project_dir=str(out),
         # Eq. 3 counts optimizer updates; by default Accelerate would step the schedule once per process.
@@ -147,6 +149,7 @@ def setup(args: argparse.Namespace) -> Run:
             )
 
     log(f"{accelerator.num_processes} process(es), {accelerator.distributed_type.value}, on {accelerator.device}")
+    log(f"mixed precision: {precision} (train.mixed_precision={cfg.train.mixed_precision}: {why})")
     if accelerator.device.type == "cpu":
         keep_freed_memory()
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -411,6 +414,7 @@ def finish(run: Run) -> None:
             "target_tokens": state.target_tokens,
             "train_minutes": state.train_seconds / 60,
             "averaged_checkpoints": [p.name for p in last],
+            "mixed_precision": run.accelerator.mixed_precision,
         }
         run.run_dir.write_json(run.run_dir.train_summary, summary)
         accelerator.print(f"averaged {len(last)} checkpoints into {model_dir}: {summary}")

@@ -102,7 +102,8 @@ class TrainArgs:
     max_epochs: int | None = None
     # Wall-clock training budget; validation and checkpointing time is not counted.
     max_minutes: float | None = None
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # "auto": bf16 where the GPU or CPU multiplies it in hardware, fp32 elsewhere (`vaswani_hf.training.precision`).
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     seed: int = 1
     log_every: int = 50
 
