@@ -1,12 +1,12 @@
 """Measure Table 1 of the paper: one self-attention, one recurrent (LSTM) and one convolutional layer of the same
 width, forward and backward, over sequence lengths 16 to 4096.
 
-    flock /tmp/cpu.lock python scripts/compare_layers.py --out-dir docs/figures
-    python scripts/compare_layers.py --device cuda --batch-size 8 --out-dir results/gpu
-    python scripts/compare_layers.py --lengths 16 64 256 --d-model 256 --out-dir /tmp/quick
+    flock /tmp/cpu.lock python scripts/compare_layers.py --output-dir docs/figures
+    python scripts/compare_layers.py --device cuda --batch-size 8 --output-dir results/gpu
+    python scripts/compare_layers.py --lengths 16 64 256 --d-model 256 --output-dir /tmp/quick
 
 Writes `compare_layers.json` (settings, every measurement, the fitted growth exponents) and `compare_layers.png`
-(log-log time and peak memory against n) to --out-dir and prints the tables. Each measurement runs in a fresh
+(log-log time and peak memory against n) to --output-dir and prints the tables. Each measurement runs in a fresh
 process; CPU peak memory is read from Linux's /proc (see vaswani_hf/layer_comparison.py for how and why). Timings
 are only worth comparing on an otherwise idle machine: hold a lock that other timing runs take too (flock above).
 Needs matplotlib for the PNG: pip install "vaswani_hf[plots]".
@@ -32,7 +32,13 @@ PNG_FILE = "compare_layers.png"
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out-dir", required=True, help="folder for compare_layers.json and compare_layers.png")
+    parser.add_argument(
+        "--output-dir",
+        "--out-dir",
+        dest="out_dir",
+        required=True,
+        help="folder for compare_layers.json and compare_layers.png",
+    )
     parser.add_argument(
         "--lengths",
         type=int,

@@ -1,9 +1,9 @@
 """Draw the attention weights of a saved model translating one sentence.
 
-    python scripts/plot_attention.py outputs/main-job/model "Click the button to open the dialog." --out-dir attention
-    python scripts/plot_attention.py MODEL_DIR "the house is small" --target "das Haus ist klein" --out-dir attention
+    python scripts/plot_attention.py outputs/main-job/model "Click the button to open the dialog." --output-dir attention
+    python scripts/plot_attention.py MODEL_DIR "the house is small" --target "das Haus ist klein" --output-dir attention
 
-Writes to --out-dir one PNG per attention kind and layer with one panel per head, `encoder_layer{n}.png` (encoder
+Writes to --output-dir one PNG per attention kind and layer with one panel per head, `encoder_layer{n}.png` (encoder
 self-attention), `decoder_layer{n}.png` (masked decoder self-attention) and `cross_layer{n}.png` (encoder-decoder
 attention), layers counted from 1, plus `alignment.png`, the last layer's encoder-decoder attention averaged over its
 heads. The target is --target when given, else the model's translation with its saved decoding (the paper's beam 4
@@ -23,7 +23,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("sentence", help="the source sentence")
     parser.add_argument("--target", help="the target sentence (default: the model's translation)")
     parser.add_argument("--tokenizer", help="folder of the tokenizer (default: model_dir)")
-    parser.add_argument("--out-dir", default="attention", help="folder for the PNGs (default: ./attention)")
+    parser.add_argument(
+        "--output-dir",
+        "--out-dir",
+        dest="out_dir",
+        default="attention",
+        help="folder for the PNGs (default: ./attention)",
+    )
     parser.add_argument("--num-beams", type=int, help="beam size of the translation (default: the model's, 4)")
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNGs (default: 100)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")

@@ -182,7 +182,7 @@ def test_script_end_to_end(model, tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path / "model")
     out_dir = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    args = [tmp_path / "model", SOURCES[0], "--out-dir", out_dir, "--num-beams", "1", "--device", "cpu"]
+    args = [tmp_path / "model", SOURCES[0], "--output-dir", out_dir, "--num-beams", "1", "--device", "cpu"]
     done = subprocess.run(
         [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, env=env, timeout=300
     )

@@ -128,7 +128,7 @@ def test_script_over_tiny_lengths(tmp_path, capsys):
     script = load_script()
     lengths = [8, 16, 32, 64]
     tiny = ["--d-model", "16", "--num-heads", "2", "--batch-size", "1", "--min-repeats", "2", "--min-seconds", "0"]
-    script.main(["--out-dir", str(tmp_path), "--lengths", *map(str, lengths), *tiny])
+    script.main(["--output-dir", str(tmp_path), "--lengths", *map(str, lengths), *tiny])
 
     report = json.loads((tmp_path / script.JSON_FILE).read_text())
     assert report["settings"]["lengths"] == lengths and report["settings"]["d_model"] == 16
@@ -157,4 +157,4 @@ def test_script_over_tiny_lengths(tmp_path, capsys):
     assert "O(n^2·d)" in printed
 
     with pytest.raises(SystemExit, match="compare_layers.py: error: kernel_size must be odd"):
-        script.main(["--out-dir", str(tmp_path), "--kernel-size", "2"])
+        script.main(["--output-dir", str(tmp_path), "--kernel-size", "2"])

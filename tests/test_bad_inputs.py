@@ -127,8 +127,12 @@ def test_export_script_without_ctranslate2_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
     monkeypatch.delitem(sys.modules, "vaswani_hf.export.ctranslate2", raising=False)
     monkeypatch.delitem(sys.modules, "vaswani_hf.cli.export_ct2", raising=False)
+    command = load_command("export_ct2")
+    with pytest.raises(SystemExit) as help_exit:  # --help answers without the package, exit status 0
+        command.main(["--help"])
+    assert help_exit.value.code == 0
     with pytest.raises(SystemExit) as exit_info:
-        load_command("export_ct2")
+        command.main(["model", "out"])
     message = str(exit_info.value.code)
     assert message.startswith("error: ") and "pip install 'vaswani_hf[ctranslate2]'" in message
     assert "\n" not in message
@@ -202,7 +206,7 @@ def test_evaluate_refuses_an_output_folder_that_is_a_file(tmp_path):
     (tmp_path / "results").write_text("not a folder")
     argv = ["--copy-baseline", "--src", str(tmp_path / "src.txt"), "--ref", str(tmp_path / "ref.txt")]
     with pytest.raises(SystemExit, match="is a file; give a folder"):
-        load_command("evaluate").main([*argv, "--out-dir", str(tmp_path / "results")])
+        load_command("evaluate").main([*argv, "--output-dir", str(tmp_path / "results")])
 
 
 @pytest.mark.parametrize("command", ["translate", "evaluate"])
@@ -220,7 +224,7 @@ def test_max_new_tokens_beyond_the_positions_is_refused_before_decoding(
         argv = [str(tiny_model_dir), "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out.txt")]
     else:
         argv = [str(tiny_model_dir), "--src", str(tmp_path / "in.txt"), "--ref", str(tmp_path / "in.txt")]
-        argv += ["--out-dir", str(tmp_path / "results")]
+        argv += ["--output-dir", str(tmp_path / "results")]
     with pytest.raises(SystemExit, match=r"max_new_tokens=81 is more than this model can decode.*at most 80"):
         load_command(command).main([*argv, *options])
     assert not (tmp_path / "out.txt").exists()
@@ -248,7 +252,7 @@ def test_commands_report_a_file_that_is_not_utf8_in_one_line(tiny_model_dir, tmp
     if command == "translate":
         argv = [str(tiny_model_dir), "--input", str(path), "--no-progress"]
     else:
-        argv = [str(tiny_model_dir), "--src", str(path), "--ref", str(path), "--out-dir", str(tmp_path / "r")]
+        argv = [str(tiny_model_dir), "--src", str(path), "--ref", str(path), "--output-dir", str(tmp_path / "r")]
     with pytest.raises(SystemExit) as exit_info:
         load_command(command).main(argv)
     message = str(exit_info.value.code)
@@ -328,3 +332,41 @@ def test_a_mistake_is_one_message_and_debug_shows_the_traceback(monkeypatch):
     monkeypatch.setenv("VASWANI_DEBUG", "1")
     with pytest.raises(FileNotFoundError, match="corpus.tsv does not exist"):
         main(["missing"])
+
+
+def test_train_help_names_every_preset_and_the_default(capsys, monkeypatch):
+    from vaswani_hf.training.run_config import presets
+
+    monkeypatch.setenv("COLUMNS", "200")  # no line break inside a name
+    with pytest.raises(SystemExit) as exit_info:
+        load_command("train").main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in presets()) and "rnn-cpu" in text and "default: small-cpu" in text
+
+
+@pytest.mark.parametrize(
+    "command, old, new, argv",
+    [
+        ("evaluate", "--out-dir", "--output-dir", ["--copy-baseline", "--src", "s", "--ref", "r"]),
+        ("average", "--output", "--output-dir", ["missing-run", "--last", "1"]),
+        ("finetune", "--warmup", "--warmup-steps", ["missing-model", "--train", "t", "--output-dir", "o"]),
+    ],
+)
+def test_an_old_option_spelling_still_works_and_says_its_new_one(tmp_path, command, old, new, argv, capsys):
+    """One vocabulary across commands (a folder is --output-dir; a setting has its run-config name): the old spellings
+    are accepted for one release, with a warning naming the new one; the new spelling warns of nothing."""
+    value = str(tmp_path / "x") if command != "finetune" else "7"
+    for spelling in (old, new):
+        with pytest.raises(SystemExit):  # each stops later, at the missing input
+            load_command(command).main([*argv, spelling, value])
+        warning = f"warning: {old} is deprecated and goes in the next release: use {new}"
+        assert (warning in capsys.readouterr().err) == (spelling == old)
+
+
+def test_finetune_names_a_model_folder_that_does_not_exist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        load_command("finetune").main(["mymodel", "--train", "t.jsonl", "--output-dir", "out"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: model_dir 'mymodel' is no folder here") and "\n" not in message

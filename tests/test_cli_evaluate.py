@@ -42,16 +42,16 @@ def runs(tmp_path_factory) -> ScriptRuns:
     # name: (script and arguments, working folder, stdin)
     calls = {
         "evaluate_files": (
-            ["evaluate", model_dir, "--src", src, "--ref", ref, "--out-dir", root / "files", *FAST_DECODING_ARGS],
+            ["evaluate", model_dir, "--src", src, "--ref", ref, "--output-dir", root / "files", *FAST_DECODING_ARGS],
             root,
             None,
         ),
         "evaluate_dataset": (
-            ["evaluate", model_dir, *dataset_args, "--out-dir", root / "dataset", "--no-progress"],
+            ["evaluate", model_dir, *dataset_args, "--output-dir", root / "dataset", "--no-progress"],
             root,
             None,
         ),
-        # No --out-dir: the files go to the working folder.
+        # No --output-dir: the files go to the working folder.
         "copy_baseline": (
             ["evaluate", "--copy-baseline", "--src", src, "--ref", ref],
             root / "baseline",

@@ -53,7 +53,7 @@ def test_finetune_script_end_to_end(saved_model, tmp_path):
         str(validation),
     ]
     command += ["--output-dir", str(output_dir), "--max-steps", "2", "--batch-size", "4", "--grad-accum", "2"]
-    command += ["--warmup", "2", "--eval-steps", "1", "--save-steps", "2", "--seed", "3"]
+    command += ["--warmup-steps", "2", "--eval-steps", "1", "--save-steps", "2", "--seed", "3"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

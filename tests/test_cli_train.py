@@ -240,7 +240,7 @@ def test_average_checkpoints_script(uninterrupted, tmp_path):
 
     out = tmp_path / "avg"
     done = subprocess.run(
-        [sys.executable, "-m", "vaswani_hf.cli.average", str(uninterrupted), "--last", "2", "--output", str(out)],
+        [sys.executable, "-m", "vaswani_hf.cli.average", str(uninterrupted), "--last", "2", "--output-dir", str(out)],
         capture_output=True,
         text=True,
         timeout=300,

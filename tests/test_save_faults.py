@@ -73,7 +73,7 @@ def test_average_checkpoints_script_refuses_the_run_and_its_folders_before_any_w
     monkeypatch.setattr(vaswani_hf.training.checkpoints, "averaged_model", no_work)
     before = snapshot(run)
     with pytest.raises(SystemExit) as exit_info:
-        average_command.main([str(run), "--last", "2", "--output", str(run / output)])
+        average_command.main([str(run), "--last", "2", "--output-dir", str(run / output)])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "--output" in error and "choose" in error.lower(), error
@@ -86,7 +86,7 @@ def test_average_checkpoints_script_refuses_a_folder_of_other_files(run, tmp_pat
     elsewhere.mkdir()
     (elsewhere / "bleu.json").write_text("{}")
     with pytest.raises(SystemExit) as exit_info:
-        average_command.main([str(run), "--last", "2", "--output", str(elsewhere)])
+        average_command.main([str(run), "--last", "2", "--output-dir", str(elsewhere)])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert str(elsewhere) in error and "bleu.json" in error and "delete it yourself" in error, error
@@ -98,9 +98,9 @@ def test_average_checkpoints_script_writes_and_then_replaces_its_own_model_direc
 
     script = average_command
     out = run / "model-avg"
-    assert script.main([str(run), "--last", "2", "--output", str(out)]) == 0
+    assert script.main([str(run), "--last", "2", "--output-dir", str(out)]) == 0
     (out / "README.md").write_text("# a model card\n")  # the card belongs to a model directory
-    assert script.main([str(run), "--last", "3", "--output", str(out)]) == 0
+    assert script.main([str(run), "--last", "3", "--output-dir", str(out)]) == 0
     assert "averaged checkpoint-00000001, checkpoint-00000002, checkpoint-00000003" in capsys.readouterr().out
     AutoModelForSeq2SeqLM.from_pretrained(out)
     assert (out / "tokenizer.json").is_file() and not (out / "README.md").exists()

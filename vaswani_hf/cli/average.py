@@ -1,7 +1,7 @@
 """Average the last N checkpoints of a training run into a model directory (§6.1: the last 5 for base models, the
 last 20 for big ones).
 
-    vaswani-average outputs/base --last 5 --output outputs/base/model-avg5
+    vaswani-average outputs/base --last 5 --output-dir outputs/base/model-avg5
     vaswani-average outputs/base --checkpoints checkpoint-00090000 checkpoint-00100000 \\
         --output outputs/base/model-pair
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from vaswani_hf.cli.errors import user_errors
+from vaswani_hf.cli.options import warn_renamed
 from vaswani_hf.files import SaveError, check_replaceable_model_dir
 from vaswani_hf.run_dir import RunDir
 from vaswani_hf.training.checkpoints import CheckpointManager, save_averaged_model
@@ -41,11 +42,19 @@ def output_clash(output: Path, run_dir: Path, chosen: list[Path]) -> str | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="output_dir of vaswani-train")
-    parser.add_argument("--output", type=Path, required=True, help="model directory to write")
+    parser.add_argument(
+        "--output-dir",
+        "--output",
+        dest="output",
+        type=Path,
+        required=True,
+        help="model directory to write (--output is its deprecated spelling)",
+    )
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--last", type=int, default=5, help="average the newest N checkpoints (default: 5)")
     which.add_argument("--checkpoints", nargs="+", help="checkpoint names or paths to average instead")
     args = parser.parse_args(argv)
+    warn_renamed(argv, {"--output": "--output-dir"})
 
     run = RunDir(args.run_dir)
     found = CheckpointManager(run.checkpoints, keep=1).checkpoints()
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
     clash = output_clash(args.output, args.run_dir, chosen)
     if clash:
         parser.error(
-            f"--output {args.output} is {clash}: the model directory written there would replace or mix with the "
+            f"--output-dir {args.output} is {clash}: the model directory written there would replace or mix with the "
             f"run's files. Choose a new folder, e.g. --output {args.run_dir / f'model-avg{len(chosen)}'}."
         )
     try:

@@ -1,11 +1,11 @@
 """Translate a test set with a saved model and score it with detokenized sacreBLEU and chrF.
 
-    vaswani-evaluate MODEL_DIR --src newstest2014.en --ref newstest2014.de --out-dir results
+    vaswani-evaluate MODEL_DIR --src newstest2014.en --ref newstest2014.de --output-dir results
     vaswani-evaluate MODEL_DIR --dataset wmt14_saved --split test --src-lang en --tgt-lang de
     vaswani-evaluate --copy-baseline --src newstest2014.en --ref newstest2014.de
 
 Decoding is the model's generation config (the paper's beam 4, length penalty 0.6, at most source length + 50
-tokens) unless an option overrides it. Writes `hypotheses.txt` (one line per source) and `scores.json` to `--out-dir`
+tokens) unless an option overrides it. Writes `hypotheses.txt` (one line per source) and `scores.json` to `--output-dir`
 and prints one summary line. `--copy-baseline` scores the sources themselves as hypotheses, without a model.
 """
 
@@ -20,7 +20,7 @@ from transformers.utils import logging as transformers_logging
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf import evaluation, files
 from vaswani_hf.cli.errors import user_errors
-from vaswani_hf.cli.options import add_translation_options, decoding_overrides
+from vaswani_hf.cli.options import add_translation_options, decoding_overrides, warn_renamed
 from vaswani_hf.data.parallel import load_parallel
 
 
@@ -39,12 +39,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--split", default="test", help="split of a DatasetDict --dataset (default: test)")
     data.add_argument("--src-lang", help="source language key of --dataset (of its `translation` column)")
     data.add_argument("--tgt-lang", help="target language key of --dataset")
-    parser.add_argument("--out-dir", default=".", help="where to write hypotheses.txt and scores.json (default: .)")
+    parser.add_argument(
+        "--output-dir",
+        "--out-dir",
+        dest="out_dir",
+        default=".",
+        help="where to write hypotheses.txt and scores.json (default: .; --out-dir is its deprecated spelling)",
+    )
     add_translation_options(parser)
     metric = parser.add_argument_group("metric")
     metric.add_argument("--tokenize", help="sacrebleu BLEU tokenizer (default: 13a)")
     metric.add_argument("--lowercase", action="store_true", help="case-insensitive BLEU and chrF")
     args = parser.parse_args(argv)
+    warn_renamed(argv, {"--out-dir": "--output-dir"})
 
     if args.copy_baseline == (args.model_dir is not None):
         parser.error("give either MODEL_DIR or --copy-baseline")

@@ -15,6 +15,7 @@ the two tokens there. --check-sentences FILE checks the lines of FILE instead.
 """
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -24,11 +25,14 @@ import torch
 from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.files import read_lines
 
-try:
-    from vaswani_hf.export.ctranslate2 import CTranslate2Translator, ExportError, VaswaniConverter, compare_greedy
-except ImportError as error:  # the optional ctranslate2 package is missing: the message says how to install it
-    sys.exit(f"error: {error}")
-from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES  # after the check above, which names what to install
+
+def _export_module():
+    """vaswani_hf.export.ctranslate2, imported when the command runs rather than when it loads: `--help` answers
+    without the optional ctranslate2 package, and running without it says how to install it."""
+    try:
+        return importlib.import_module("vaswani_hf.export.ctranslate2")
+    except ImportError as error:  # the message says how to install the missing package
+        sys.exit(f"error: {error}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,7 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("model_dir", help="folder of a saved VaswaniForConditionalGeneration (save_pretrained)")
     parser.add_argument("output_dir", help="folder to write the CTranslate2 model to")
     parser.add_argument("--tokenizer", metavar="DIR", help="folder of the model's tokenizer (default: MODEL_DIR)")
-    parser.add_argument("--quantization", choices=ACCEPTED_MODEL_TYPES, help="stored weight type (default: float32)")
+    parser.add_argument(
+        "--quantization",
+        metavar="TYPE",
+        help="stored weight type, one of CTranslate2's (int8, int8_float16, float16, bfloat16, ...; default: float32)",
+    )
     parser.add_argument("--force", action="store_true", help="replace OUTPUT_DIR if it exists")
     check = parser.add_argument_group("parity check (greedy, ours against the converted model)")
     source = check.add_mutually_exclusive_group()
@@ -67,7 +75,13 @@ def check_sentences(args: argparse.Namespace) -> list[str]:
 @user_errors
 def main(argv=None) -> None:
     args = parse_args(argv)
-    converter = VaswaniConverter(args.model_dir, args.tokenizer)
+    export = _export_module()
+    from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
+
+    if args.quantization is not None and args.quantization not in ACCEPTED_MODEL_TYPES:
+        sys.exit(f"error: --quantization {args.quantization}: CTranslate2 takes {', '.join(ACCEPTED_MODEL_TYPES)}")
+    ExportError = export.ExportError  # noqa: N806  (an exception class, named as one)
+    converter = export.VaswaniConverter(args.model_dir, args.tokenizer)
     try:
         output_dir = converter.convert(args.output_dir, quantization=args.quantization, force=args.force)
     except (ExportError, OSError) as error:
@@ -80,8 +94,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sentences = check_sentences(args)
-    translator = CTranslate2Translator(output_dir, intra_threads=args.threads)
-    report = compare_greedy(converter.model, translator, sentences, max_new_tokens=args.check_max_new_tokens)
+    translator = export.CTranslate2Translator(output_dir, intra_threads=args.threads)
+    report = export.compare_greedy(converter.model, translator, sentences, max_new_tokens=args.check_max_new_tokens)
     limit = f"at most {args.check_max_new_tokens}" if args.check_max_new_tokens else "at most source length + 50"
     print(
         f"Greedy translations, {limit} tokens: {report['identical']} of {report['sentences']} identical token for "

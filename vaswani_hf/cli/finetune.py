@@ -1,9 +1,10 @@
 """Fine-tune a saved model with transformers' Seq2SeqTrainer and the paper's optimiser: Adam (0.9, 0.98, 1e-9) and the
-Eq. 3 learning rate, the model's label-smoothed loss over all target tokens of an update, length-grouped batches.
+Eq. 3 learning rate, cross-entropy with label smoothing 0.1 (§5.4, applied by the Trainer: the model's own loss is
+plain cross-entropy) over all target tokens of an update, length-grouped batches.
 
     vaswani-finetune MODEL_DIR --train train.jsonl --validation dev.jsonl --output-dir finetuned
     vaswani-finetune MODEL_DIR --train wmt_saved --validation wmt_saved --output-dir finetuned \\
-        --src-lang en --tgt-lang de --batch-size 64 --grad-accum 4 --warmup 4000 --eval-steps 1000 --bf16
+        --src-lang en --tgt-lang de --batch-size 64 --grad-accum 4 --warmup-steps 4000 --eval-steps 1000 --bf16
 
 --train and --validation take what `vaswani_hf.data.parallel.load_parallel` reads: a folder written by datasets'
 save_to_disk (a Dataset, or a DatasetDict whose split --train-split / --validation-split picks) with a `translation`
@@ -24,6 +25,7 @@ from pathlib import Path
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from vaswani_hf.cli.errors import user_errors
+from vaswani_hf.cli.options import warn_renamed
 
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf.data.parallel import load_parallel, tokenize_pairs
@@ -55,23 +57,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     training.add_argument("--batch-size", type=int, default=32, help="sentence pairs per device and micro-batch")
     training.add_argument("--grad-accum", type=int, default=1, help="micro-batches per update (default: 1)")
     training.add_argument("--lr-scale", type=float, default=1.0, help="multiplies Eq. 3 (default: 1, the paper)")
-    training.add_argument("--warmup", type=int, default=4000, help="Eq. 3 warm-up updates (default: 4000)")
+    # Named as vaswani-train's run-config settings (train.warmup_steps, train.clip_norm, train.mixed_precision).
     training.add_argument(
-        "--max-grad-norm",
-        type=float,
-        default=0.0,
-        help="clip gradients to this norm (default: 0, no clipping, as the paper)",
-    )
+        "--warmup-steps", "--warmup", dest="warmup", type=int, default=4000,
+        help="Eq. 3 warm-up updates (default: 4000; --warmup is its deprecated spelling)",
+    )  # fmt: skip
+    training.add_argument(
+        "--clip-norm", "--max-grad-norm", dest="max_grad_norm", type=float, default=0.0,
+        help="clip gradients to this norm (default: 0, no clipping, as the paper; --max-grad-norm is deprecated)",
+    )  # fmt: skip
     training.add_argument("--eval-steps", type=int, help="evaluate every N updates (default: after each epoch)")
     training.add_argument("--save-steps", type=int, help="checkpoint every N updates (default: after each epoch)")
     training.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     training.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
     training.add_argument("--report-to", default="none", help="logging integration, e.g. tensorboard (default: none)")
     args = parser.parse_args(argv)
+    warn_renamed(argv, {"--warmup": "--warmup-steps", "--max-grad-norm": "--clip-norm"})
     for name in ("batch_size", "grad_accum", "warmup", "eval_steps", "save_steps"):
         value = getattr(args, name)
         if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+            option = {"warmup": "--warmup-steps"}.get(name, f"--{name.replace('_', '-')}")
+            parser.error(f"{option} must be a positive number, got {value}")
     if args.eval_steps is not None and args.validation is None:
         parser.error("--eval-steps needs --validation")
     return args
@@ -119,8 +125,17 @@ def main(argv=None) -> int:
     clash = output_clash(args.model_dir, args.output_dir)
     if clash is not None:
         sys.exit(f"error: --output-dir {args.output_dir}: {clash}; choose a new folder for the fine-tuned model.")
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+        model = AutoModelForSeq2SeqLM.from_pretrained(args.model_dir)
+    except OSError as error:
+        if Path(args.model_dir).exists():
+            sys.exit(f"error: {args.model_dir}: {error}")
+        # transformers' answer for a name it cannot fetch is advice about the internet connection.
+        sys.exit(
+            f"error: model_dir {args.model_dir!r} is no folder here, and no Hub model of that name could be loaded: "
+            "give the folder of a saved model (save_pretrained() writes one); a Hub name needs a network."
+        )
     try:
         check_tokenizer(model.config, tokenizer)
     except ValueError as error:

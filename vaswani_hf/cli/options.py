@@ -1,6 +1,7 @@
 """Options that several commands share, defined once."""
 
 import argparse
+import sys
 
 from vaswani_hf.evaluation import DTYPES
 
@@ -21,3 +22,13 @@ def decoding_overrides(args: argparse.Namespace) -> dict:
     """The decoding overrides given on the command line, as `generate()` keyword arguments."""
     given = dict(num_beams=args.num_beams, length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens)
     return {key: value for key, value in given.items() if value is not None}
+
+
+def warn_renamed(argv, renamed: dict[str, str]) -> None:
+    """One vocabulary across the commands: a folder is `--output-dir`, a file `--output`, a setting has its run-config
+    name. The old spellings in `renamed` (`{old: new}`) still work for one release; each one used is named on stderr
+    with its new spelling."""
+    argv = sys.argv[1:] if argv is None else argv
+    for old, new in renamed.items():
+        if any(arg == old or arg.startswith(old + "=") for arg in argv):
+            print(f"warning: {old} is deprecated and goes in the next release: use {new}", file=sys.stderr)

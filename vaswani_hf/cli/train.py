@@ -41,14 +41,18 @@ from vaswani_hf.training.loss import training_loss
 from vaswani_hf.training.memory import keep_freed_memory
 from vaswani_hf.training.optim import noam_schedule, paper_adam
 from vaswani_hf.training.precision import resolve_mixed_precision
-from vaswani_hf.training.run_config import RunConfig
+from vaswani_hf.training.run_config import RunConfig, presets
 from vaswani_hf.training.updates import plan_epoch
 from vaswani_hf.training.validation import validate
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="small-cpu", help="a preset (base, big, small-cpu) or a YAML file")
+    parser.add_argument(
+        "--config",
+        default="small-cpu",
+        help=f"a preset ({', '.join(presets())}; default: small-cpu) or a YAML file",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.lr_scale=2.0")
     return parser.parse_args(argv)

@@ -458,7 +458,7 @@ def load_results(results: Path | None, eval_dir: Path | None) -> tuple[list[Test
     if not tests:
         notes.append(
             "no test scores (results.json `test` or eval/*/scores.json): the card has no results and no model-index; "
-            "score the model with vaswani-evaluate --out-dir RUN_DIR/eval/NAME"
+            "score the model with vaswani-evaluate --output-dir RUN_DIR/eval/NAME"
         )
     return list(tests.values()), curve, examples, notes
 
