@@ -261,8 +261,9 @@ def train(run: Run) -> bool:
     )
     last_checkpoint_time = time.monotonic()
     logged_loss, logged_tokens, logged_seconds = torch.zeros((), device=accelerator.device), 0, 0.0
-    # The last update whose loss was finite, and that loss, kept on the device: read only if the run diverges.
-    last_finite = torch.tensor([-1.0, float("nan")], device=accelerator.device)
+    # The last update whose loss was finite on every process, and this process's loss there (a tensor, read only if
+    # the run diverges: no synchronisation per update).
+    last_finite = None
     # A resumed run whose budget is already spent trains no further update.
     finished = _finished(cfg, state)
     plan = []
@@ -332,17 +333,11 @@ def train(run: Run) -> bool:
             finished = _budget_spent(cfg, state)
             # A loss that is not finite on any process (NaN, inf) is divergence: Adam has already taken the update,
             # so the weights are lost too, and training on would only average NaN checkpoints into the model.
-            flags = torch.stack(
+            flags = torch.cat(
                 [
-                    torch.tensor(float(bool(stop_signal)), device=accelerator.device),
-                    torch.tensor(float(due), device=accelerator.device),
-                    torch.tensor(float(finished), device=accelerator.device),
-                    (~torch.isfinite(update_loss)).float(),
+                    torch.tensor([float(bool(stop_signal)), float(due), float(finished)], device=accelerator.device),
+                    (~torch.isfinite(update_loss)).float().reshape(1),
                 ]
-            )
-            finite_here = torch.isfinite(update_loss)
-            last_finite = torch.where(
-                finite_here, torch.stack([torch.tensor(float(state.step)).to(update_loss), update_loss]), last_finite
             )
             stop, due, finished, diverged = (bool(x) for x in accelerator.reduce(flags, "max").tolist())
             if not diverged and (due or stop or finished):
@@ -351,8 +346,9 @@ def train(run: Run) -> bool:
                 diverged = not _weights_finite(model, accelerator)
             if diverged:
                 progress.close()
-                step, loss = last_finite.tolist()
-                raise SystemExit(_divergence_message(run, state.step, (int(step), loss) if step >= 0 else None))
+                finite = None if last_finite is None else (last_finite[0], last_finite[1].item())
+                raise SystemExit(_divergence_message(run, state.step, finite))
+            last_finite = (state.step, update_loss)
             if (
                 run.valid_set is not None
                 and cfg.eval.every_steps
