@@ -71,6 +71,7 @@ def test_evaluate_files(runs):
     report = json.loads((out_dir / "scores.json").read_text(encoding="utf-8"))
     assert SCORE_KEYS <= set(report)
     assert report["num_sentences"] == len(SCRIPT_SOURCES)
+    assert {"command", "commit", "versions", "cpu"} <= set(report["provenance"])
     assert report["decoding"]["num_beams"] == 1 and report["decoding"]["max_new_tokens"] == 5
     expected = score(hypotheses, REFERENCES)
     assert report["bleu"] == pytest.approx(expected["bleu"]) and report["chrf"] == pytest.approx(expected["chrf"])

@@ -22,6 +22,7 @@ from vaswani_hf import evaluation, files
 from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.cli.options import add_translation_options, decoding_overrides, warn_renamed
 from vaswani_hf.data.parallel import load_parallel
+from vaswani_hf.provenance import provenance
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -133,6 +134,7 @@ def main(argv=None) -> None:
 
     scores = evaluation.score(hypotheses, references, tokenize=args.tokenize, lowercase=args.lowercase)
     report = {**scores, "num_sentences": len(sources), **report, "seconds": round(seconds, 3)}
+    report["provenance"] = provenance()
     files.write_atomic(out_dir / "hypotheses.txt", "".join(line + "\n" for line in hypotheses))
     files.write_atomic(out_dir / "scores.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(
