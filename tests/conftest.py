@@ -2,15 +2,16 @@
 
 One test file per package module: `test_<module>.py` for a module at the top of the package (`test_evaluation.py`
 tests `vaswani_hf/evaluation.py`), `test_<subpackage>_<module>.py` for one inside a subpackage (`test_training_loss.py`
-tests `vaswani_hf/training/loss.py`, `test_cli_train.py` the `vaswani-train` command of `vaswani_hf/cli/train.py`).
+tests `vaswani_hf/training/loss.py`, `test_cli_train.py` the `vaswani-train` command of `vaswani_hf/cli/train.py`,
+end to end through the loop it runs, `vaswani_hf/training/loop.py`).
 The suites that cut across modules keep names of their own: `test_bad_inputs.py` (inputs as users give them),
 `test_save_faults.py` (failed and refused writes), `test_fault_suite.py` (slow: multi-process runs killed and resumed),
 `test_readme.py` (the snippets of the README and docs), `test_loading.py` (saved directories loaded every way),
 `test_precision.py` (fp32, bf16 and fp16 end to end), `test_accelerate_configs.py` (the shipped launch configs),
-`test_benchmark.py` (`scripts/benchmark.py`), `test_transformers_common.py` and `test_transformers_common_rnn.py`
-(transformers' own model tests on each model) and
-`test_layout.py` (the module map's import rule). A fixture or helper that two test files need lives here; `toy_task.py`
-(the trained toy model's task) and `train_runs.py` (`vaswani-train` in its own process) are the shared helper modules.
+`test_transformers_common.py` and `test_transformers_common_rnn.py` (transformers' own model tests on each model),
+`test_copies.py` (the `# Copied from` copies of the model files) and `test_layout.py` (the module map's import rule).
+A fixture or helper that two test files need lives here; `toy_task.py` (the trained toy model's task) and
+`train_runs.py` (`vaswani-train` in its own process) are the shared helper modules.
 
 Here: tiny configurations that run in milliseconds on a CPU, a Python without this package, fake Debian packages of
 the default corpus, word-by-word translation pairs with their tokenizer and model, and concurrent runs of the

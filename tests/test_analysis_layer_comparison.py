@@ -1,9 +1,11 @@
 """Tests for vaswani_hf.analysis.layer_comparison and scripts/compare_layers.py: the fit on synthetic curves, the counts against
 Table 1 and torch's FLOP counter, the memory reading, and a run of the script over tiny lengths and width."""
 
-import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,22 +119,22 @@ def test_settings_refuse_bad_values():
     assert Settings(lengths=(64, 16, 32)).lengths == (16, 32, 64)
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("compare_layers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_script(*argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_script_over_tiny_lengths(tmp_path, capsys):
-    script = load_script()
+def test_script_over_tiny_lengths(tmp_path):
     lengths = [8, 16, 32, 64]
     tiny = ["--d-model", "16", "--num-heads", "2", "--batch-size", "1", "--min-repeats", "2", "--min-seconds", "0"]
-    script.main(["--output-dir", str(tmp_path), "--lengths", *map(str, lengths), *tiny])
+    done = run_script("--output-dir", str(tmp_path), "--lengths", *map(str, lengths), *tiny)
+    assert done.returncode == 0, done.stderr[-3000:]
 
-    report = json.loads((tmp_path / script.JSON_FILE).read_text())
+    report = json.loads((tmp_path / "compare_layers.json").read_text())
     assert report["settings"]["lengths"] == lengths and report["settings"]["d_model"] == 16
     assert report["fit_lengths"] == [32, 64]
+    assert {"transformers", "torch", "accelerate"} <= set(report["provenance"]["versions"])
+    assert report["provenance"]["command"] and report["provenance"]["cpu"]["model"]
     assert list(report["layers"]) == list(LAYERS)
     for name, layer in report["layers"].items():
         assert [row["n"] for row in layer["measurements"]] == lengths
@@ -148,13 +150,13 @@ def test_script_over_tiny_lengths(tmp_path, capsys):
         expected = math.log2(3) if name == "self_attention" else 1.0
         assert layer["exponents"]["forward_flops"] == pytest.approx(expected)
 
-    with Image.open(tmp_path / script.PNG_FILE) as image:
+    with Image.open(tmp_path / "compare_layers.png") as image:
         image.verify()
         assert 800 <= image.size[0] <= 2000 and 300 <= image.size[1] <= 1000
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([script.JSON_FILE, script.PNG_FILE])
-    printed = capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compare_layers.json", "compare_layers.png"]
+    printed = done.stdout
     assert "growth exponents in n, fitted over n = 32, 64 (" in printed
     assert "O(n^2·d)" in printed
 
-    with pytest.raises(SystemExit, match="compare_layers.py: error: kernel_size must be odd"):
-        script.main(["--output-dir", str(tmp_path), "--kernel-size", "2"])
+    refused = run_script("--output-dir", str(tmp_path), "--kernel-size", "2")
+    assert refused.returncode != 0 and "compare_layers.py: error: kernel_size must be odd" in refused.stderr

@@ -132,7 +132,7 @@ def test_export_script_without_ctranslate2_says_how_to_install_it(monkeypatch):
         command.main(["--help"])
     assert help_exit.value.code == 0
     with pytest.raises(SystemExit) as exit_info:
-        command.main(["model", "out"])
+        command.main(["model", "--output-dir", "out"])
     message = str(exit_info.value.code)
     assert message.startswith("error: ") and "pip install 'vaswani_hf[ctranslate2]'" in message
     assert "\n" not in message
@@ -304,7 +304,7 @@ COMMANDS = [
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_ends_a_users_mistake_without_a_traceback(name):
-    from vaswani_hf.cli.errors import user_errors
+    from vaswani_hf.errors import user_errors
 
     command = load_command(name)
     assert getattr(command.main, "__wrapped__", None) is not None, f"vaswani_hf.cli.{name}.main is not wrapped"
@@ -314,7 +314,7 @@ def test_every_command_ends_a_users_mistake_without_a_traceback(name):
 def test_a_mistake_is_one_message_and_debug_shows_the_traceback(monkeypatch):
     """What a wrapped command does with a user's mistake the library reports (here, a missing file): its message in
     the exit, and the exception itself (with its traceback) under VASWANI_DEBUG=1. Other exceptions, bugs, pass."""
-    from vaswani_hf.cli.errors import user_errors
+    from vaswani_hf.errors import user_errors
 
     @user_errors
     def main(argv=None):

@@ -58,6 +58,7 @@ def test_finetune_script_end_to_end(saved_model, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
+    assert "mixed precision: no (--mixed-precision no: as set)" in done.stdout  # fp32 unless asked
     printed = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(printed) == {"bleu", "chrf"}
     results = json.loads((output_dir / "eval_results.json").read_text())
@@ -72,6 +73,22 @@ def test_finetune_script_end_to_end(saved_model, tmp_path):
     # transformers 5.15 writes the </s> id as a one-element list, which decodes the same.)
     assert as_eos_list(model.generation_config.to_dict()) == as_eos_list(initial.generation_config.to_dict())
     assert AutoTokenizer.from_pretrained(output_dir)("das Haus")["input_ids"][-1] == model.config.eos_token_id
+
+
+def test_mixed_precision_is_named_as_the_run_config_names_it(capsys):
+    """--mixed-precision takes the values of vaswani-train's train.mixed_precision; --bf16, its old spelling, still
+    works for one release, with a warning naming the new one."""
+    from vaswani_hf.cli import finetune
+
+    argv = ["model", "--train", "t.jsonl", "--output-dir", "out"]
+    assert finetune.parse_args(argv).mixed_precision == "no"
+    assert finetune.parse_args([*argv, "--mixed-precision", "auto"]).mixed_precision == "auto"
+    assert "deprecated" not in capsys.readouterr().err
+    assert finetune.parse_args([*argv, "--bf16"]).mixed_precision == "bf16"
+    warning = "warning: --bf16 is deprecated and goes in the next release: use --mixed-precision bf16"
+    assert warning in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # two precisions at once
+        finetune.parse_args([*argv, "--bf16", "--mixed-precision", "fp16"])
 
 
 def test_finetune_script_rejects_a_max_length_that_does_not_fit(saved_model, tmp_path):

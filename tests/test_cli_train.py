@@ -365,3 +365,10 @@ def test_the_recurrent_model_trains_through_the_same_command_and_resumes_exactly
     first = weights(tmp_path / "whole", 10)
     assert not torch.equal(first["model.encoder.embed_tokens.weight"], whole["model.encoder.embed_tokens.weight"])
     assert isinstance(AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "parts" / "model"), RNNForConditionalGeneration)
+
+
+def test_options_and_overrides_mix_in_any_order():
+    from vaswani_hf.training.loop import parse_args
+
+    args = parse_args(["--config", "base", "output_dir=x", "--resume", "train.max_minutes=30"])
+    assert args.resume and args.config == "base" and args.overrides == ["output_dir=x", "train.max_minutes=30"]

@@ -403,12 +403,12 @@ def run_script(*argv: str):
 
 def test_script_converts_refuses_an_existing_folder_and_checks(saved_model, tmp_path, capsys):
     output_dir = tmp_path / "ct2"
-    run_script(str(saved_model), str(output_dir))
+    run_script(str(saved_model), "--output-dir", str(output_dir))
     assert "Converted" in capsys.readouterr().out
     model_bin = (output_dir / "model.bin").read_bytes()
 
     with pytest.raises(SystemExit, match="already exists: choose a new one, or pass --force"):
-        run_script(str(saved_model), str(output_dir))
+        run_script(str(saved_model), "--output-dir", str(output_dir))
     assert (output_dir / "model.bin").read_bytes() == model_bin
 
     sentences = tmp_path / "sentences.txt"
@@ -416,6 +416,7 @@ def test_script_converts_refuses_an_existing_folder_and_checks(saved_model, tmp_
     report = tmp_path / "report.json"
     run_script(
         str(saved_model),
+        "--output-dir",
         str(output_dir),
         "--force",
         "--check-sentences",
@@ -431,4 +432,18 @@ def test_script_converts_refuses_an_existing_folder_and_checks(saved_model, tmp_
 
 def test_script_names_a_missing_model_folder(tmp_path):
     with pytest.raises(SystemExit, match="error: No model folder"):
-        run_script(str(tmp_path / "missing"), str(tmp_path / "out"))
+        run_script(str(tmp_path / "missing"), "--output-dir", str(tmp_path / "out"))
+
+
+def test_script_takes_the_output_folder_as_its_old_positional_argument_with_a_warning(saved_model, tmp_path, capsys):
+    """A folder is --output-dir in every command; the second positional argument still works for one release."""
+    run_script(str(saved_model), str(tmp_path / "ct2"))
+    assert (tmp_path / "ct2" / "model.bin").is_file()
+    warning = "warning: the output folder as a second positional argument is deprecated and goes in the next release"
+    assert warning in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # two output folders
+        run_script(str(saved_model), str(tmp_path / "a"), "--output-dir", str(tmp_path / "b"))
+    assert "give the output folder once" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # none
+        run_script(str(saved_model))
+    assert "required: --output-dir" in capsys.readouterr().err

@@ -15,11 +15,12 @@ from conftest import save_tiny_marian
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError, HTTPError, RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer
+from transformers import pipeline
 
 from vaswani_hf import VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
 from vaswani_hf.export import hub
 from vaswani_hf.export.hub import HubError, ValidationError, find_pickles, push_to_hub, stage_model, validate_staged
+from vaswani_hf.export.hub.validation import PACKAGELESS_CHECK
 from vaswani_hf.training.run_config import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -103,17 +104,6 @@ def load_script():
     return importlib.import_module("vaswani_hf.cli.push")
 
 
-PACKAGELESS_LOAD = """
-import json, sys
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-path, out = sys.argv[1], sys.argv[2]
-model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained(path)
-batch = tokenizer(["the house is small"], return_tensors="pt")
-json.dump({"module": type(model).__module__, "ids": model.generate(**batch, max_new_tokens=6).tolist()}, open(out, "w"))
-"""
-
-
 def test_dry_run_stages_shards_that_load_without_the_package(model_dir, tmp_path, run_without_package):
     stage = tmp_path / "stage"
     lines = []
@@ -136,15 +126,17 @@ def test_dry_run_stages_shards_that_load_without_the_package(model_dir, tmp_path
     assert report.weight_files == shards
     assert any("dry run: nothing uploaded" in line for line in lines)
 
-    # The shards reload, without the package, to the very model that was staged.
+    # The shards reload, without the package, to the very model that was staged: the check that validation runs (the
+    # same file) on another sentence, its report read here, its translation the original model's in this process.
     out = tmp_path / "loaded.json"
-    result = run_without_package(PACKAGELESS_LOAD, str(stage), str(out))
+    check = PACKAGELESS_CHECK.read_text(encoding="utf-8")
+    sentence = "the house is small"
+    result = run_without_package(check, str(stage), sentence, str(out), str(model_dir / "model.safetensors"))
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(out.read_text())
-    assert loaded["module"].startswith("transformers_modules")
-    original = VaswaniForConditionalGeneration.from_pretrained(model_dir)
-    batch = AutoTokenizer.from_pretrained(model_dir)(["the house is small"], return_tensors="pt")
-    assert loaded["ids"] == original.generate(**batch, max_new_tokens=6).tolist()
+    assert loaded["remote"] and loaded["model_module"].startswith("transformers_modules") and loaded["imported"] == []
+    assert loaded["checked"] == report.num_tensors and loaded["different"] == []
+    assert loaded["translation"] == pipeline("translation", model=str(model_dir))(sentence)[0]["translation_text"]
 
 
 def test_a_folder_with_a_pickle_is_refused(staged, model_dir):
@@ -202,7 +194,7 @@ def test_staging_refuses_what_cannot_be_uploaded(model_dir, tmp_path):
 
 
 def test_no_token_fails_before_any_network_call_or_staging(model_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(hub, "get_token", lambda: None)
+    monkeypatch.setattr(hub.upload, "get_token", lambda: None)
     fake = FakeHub(monkeypatch)
     monkeypatch.setattr(hub, "stage_model", lambda *args, **kwargs: pytest.fail("staged without a token"))
     with pytest.raises(HubError, match=r"no Hugging Face token found: log in with `hf auth login`"):
@@ -238,7 +230,7 @@ def test_update_is_one_commit_that_removes_stale_weights(staged, monkeypatch):
 
 def test_a_new_repository_is_created_then_committed_once(model_dir, tmp_path, monkeypatch):
     fake = FakeHub(monkeypatch)
-    monkeypatch.setattr(hub, "get_token", lambda: "hf_x")
+    monkeypatch.setattr(hub.upload, "get_token", lambda: "hf_x")
     lines = []
     result = push_to_hub(model_dir, "someone/tiny", skip_validation=True, max_shard_size=SHARD_SIZE, log=lines.append)
     assert fake.calls == ["whoami", "repo_info", "create_repo", "create_commit"]
@@ -291,7 +283,7 @@ def test_network_failure_before_the_upload_is_reported(staged, monkeypatch, mode
     # The script validates the staged folder offline first (the real check runs in the dry-run test), then says
     # what failed and exits non-zero.
     events.clear()
-    monkeypatch.setattr(hub, "get_token", lambda: "hf_x")
+    monkeypatch.setattr(hub.upload, "get_token", lambda: "hf_x")
 
     def validated(stage, model_dir, **kwargs):
         events.append("validate")

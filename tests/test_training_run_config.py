@@ -3,7 +3,16 @@
 import pytest
 
 from vaswani_hf import VaswaniConfig
-from vaswani_hf.training.run_config import RunConfig, presets
+from vaswani_hf.training.run_config import (
+    ALL,
+    RANGES,
+    RESUMABLE,
+    SETTINGS,
+    RunConfig,
+    TrainArgs,
+    describe_settings,
+    presets,
+)
 
 
 def test_presets_exist_and_load():
@@ -123,3 +132,51 @@ def test_run_configs_saved_with_model_label_smoothing_still_load(tmp_path, saved
 def test_label_smoothing_out_of_range_is_an_error():
     with pytest.raises(ValueError, match=r"train.label_smoothing must be in \[0, 1\)"):
         RunConfig.load("base", ["train.label_smoothing=1.0"])
+
+
+def test_every_setting_is_one_described_record():
+    """Each key's facts come from its `setting(...)`: help for --help, a known range, a model-card rule."""
+    assert set(SETTINGS) == set(RunConfig().to_flat_dict())
+    for key, s in SETTINGS.items():
+        assert s.help and not s.help.endswith("."), key
+        assert s.valid is None or s.valid in RANGES, key
+        assert s.compared in ("preset", "model", "corpus"), key
+        # The card states a difference either against a paper section or as an aside with its reason, never both.
+        assert not (s.paper and s.aside), key
+        assert set(s.architectures) <= set(ALL), key
+    assert SETTINGS["train.warmup_steps"].default == TrainArgs().warmup_steps
+
+
+def test_a_resumed_run_may_change_only_how_long_and_how_often():
+    assert RESUMABLE == {
+        "output_dir", "model.attn_implementation", "data.validation", "data.bleu_sentences", "train.max_steps",
+        "train.max_epochs", "train.max_minutes", "train.log_every", "checkpoint.every_minutes",
+        "checkpoint.every_steps", "checkpoint.keep", "checkpoint.average_last", "eval.every_steps",
+        "eval.num_beams", "eval.max_tokens",
+    }  # fmt: skip
+    saved = RunConfig.load("small-cpu")
+    resumed = RunConfig.load("small-cpu", ["train.max_minutes=99", "train.lr_scale=3", "eval.num_beams=2"])
+    assert resumed.resume_conflicts(saved) == {"train.lr_scale": (saved.train.lr_scale, 3.0)}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.bleu_sentences=-1", "data.bleu_sentences must be >= 0, got -1: validation sentences"),
+        ("train.weight_decay=-0.1", "train.weight_decay must be >= 0"),
+        ("train.label_smoothing=-0.1", r"train.label_smoothing must be in \[0, 1\)"),
+        ("checkpoint.keep=0", "checkpoint.keep must be positive, got 0: checkpoints kept on disk"),
+    ],
+)
+def test_each_range_is_checked_from_its_record(override, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig.load("base", [override])
+
+
+def test_help_lists_every_key_with_its_default():
+    text = describe_settings()
+    for key in SETTINGS:
+        assert f"{key}=" in text, key
+    assert "train.warmup_steps=4000  warm-up updates of Eq. 3; valid: > 0" in text
+    assert "train.max_minutes=null" in text and "may change on --resume" in text
+    assert "model.cell=null  the recurrent cell; architecture rnn" in text

@@ -30,6 +30,17 @@ TWO_PROCESSES = (
 )  # fmt: skip
 
 
+# A tiny model and 4 updates with a checkpoint every 2, for the commands that train with a preset's other settings
+# (the main job, the studies, the docs' commands): a run of seconds with a curve of two points.
+TINY_RUN = (
+    "model.d_model=16", "model.d_ff=32", "model.num_heads=2", "model.encoder_layers=1", "model.decoder_layers=1",
+    "data.vocab_size=150", "data.bleu_sentences=4", "train.max_tokens=128", "train.update_tokens=100",
+    "train.warmup_steps=10", "train.mixed_precision=no", "train.max_minutes=null", "train.max_steps=4",
+    "train.log_every=2", "eval.every_steps=null", "checkpoint.every_minutes=null", "checkpoint.every_steps=2",
+    "checkpoint.average_last=2",
+)  # fmt: skip
+
+
 def make_corpus(root: Path) -> Path:
     """A word-for-word English-German toy corpus in `root/train.jsonl` and a BPE tokenizer trained on it."""
     from vaswani_hf import train_shared_bpe

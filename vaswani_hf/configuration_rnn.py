@@ -118,6 +118,7 @@ class RNNConfig(PreTrainedConfig):
                     f"RNNConfig.{name} must be a token id in [0, vocab_size={self.vocab_size}), got {value!r}."
                 )
 
+    # Copied from vaswani_hf.configuration_vaswani.VaswaniConfig.to_dict
     def to_dict(self) -> dict:
         return {**super().to_dict(), "auto_map": dict(AUTO_MAP), "custom_pipelines": copy.deepcopy(CUSTOM_PIPELINES)}
 

@@ -1,5 +1,6 @@
-"""Writing and reading files so that nothing is lost: atomic file writes, model directories swapped in whole, failed
-writes (a full disk) reported in one error that says what was kept, and one reader of sentence files."""
+"""Writing and reading files so that nothing is lost: atomic file writes, folders written whole and renamed into place
+(model directories swapped in whole), failed writes (a full disk) reported in one error that says what was kept, and
+one reader of sentence files."""
 
 from __future__ import annotations
 
@@ -29,13 +30,107 @@ def write_atomic(path: str | os.PathLike, content: str | bytes) -> None:
             file.flush()
             os.fsync(file.fileno())
         # mkstemp creates the file readable by its owner only; give it the permissions of a normally written file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+class AtomicDir:
+    """A folder written whole or not at all: written into a temporary sibling of `target` (on the same file system),
+    then renamed into place in one step. A crash, a kill or a full disk never leaves a partial folder under `target`'s
+    name, and an existing `target` stays as it was until the new one is complete.
+
+        with AtomicDir(target, replace=True) as folder:
+            ...  # write everything into `folder`
+
+    Leaving the block normally publishes the folder; an exception removes it and propagates, `target` left as it was.
+    With `replace`, an existing `target` is swapped out and deleted; without, publishing over a `target` that is not
+    an empty folder raises `FileExistsError` (another writer got there first).
+
+    The temporary folder is `.tmp-<name>-<random>`, a name of its own, so that what is removed on failure is only ever
+    what this write made (`remove_partial_model_dirs` clears those a kill left), or `temporary`, a fixed name that
+    several processes writing into one folder all know (an earlier leftover of that name is removed first). Writers
+    whose steps are spread over several processes call `create`, `publish` and `discard` themselves.
+    """
+
+    def __init__(
+        self, target: str | os.PathLike, *, replace: bool = False, temporary: str | os.PathLike | None = None
+    ):
+        # `abspath` gives "." and "x/.." a name, for the sibling folders, without following links.
+        self.target = Path(os.path.abspath(target))
+        self.replace = replace
+        self.temporary = Path(temporary) if temporary is not None else None
+
+    def create(self) -> Path:
+        """Makes the empty temporary folder, with the permissions the user's umask gives (mkdtemp's are 0700), and
+        returns it."""
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        if self.temporary is None:
+            self.temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{self.target.name}-", dir=self.target.parent))
+        else:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            self.temporary.mkdir()
+        os.chmod(self.temporary, 0o777 & ~_current_umask())
+        return self.temporary
+
+    def publish(self) -> Path:
+        """Renames the complete temporary folder to `target` (see the class for an existing `target`)."""
+        if self.replace and self.target.exists():
+            _swap_in(self.temporary, self.target)
+            return self.target
+        try:
+            os.replace(self.temporary, self.target)
+        except OSError as error:
+            if not self.target.exists():
+                raise
+            raise FileExistsError(f"{self.target} already exists; it is left as it is") from error
+        return self.target
+
+    def discard(self) -> None:
+        """Removes the temporary folder and whatever was written into it."""
+        if self.temporary is not None:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+
+    def __enter__(self) -> Path:
+        return self.create()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None:
+            self.discard()
+            return
+        try:
+            self.publish()
+        except BaseException:
+            self.discard()
+            raise
+
+
+def _current_umask() -> int:
+    """The process's umask (reading it means setting it: it is set straight back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _swap_in(new: Path, target: Path) -> None:
+    """Replace the folder `target` by the folder `new`: `target` is moved aside, `new` renamed in its place, then the
+    old one removed. If the rename fails, `target` is moved back."""
+    old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
+    old.rmdir()  # only the unique name is wanted: renaming a folder onto an existing one fails on Windows
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if old.exists():
+        warnings.warn(
+            f"Saved {target}, but could not remove the previous folder moved to {old}; delete it yourself.",
+            stacklevel=4,
+        )
 
 
 def check_output_file(path: str | os.PathLike) -> None:
@@ -186,38 +281,28 @@ def check_replaceable_model_dir(output_dir: str | Path) -> None:
 
 
 def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
-    """`save_pretrained` (and the tokenizer's) into a temporary sibling, then an atomic swap into `output_dir`.
+    """`save_pretrained` (and the tokenizer's) into a temporary sibling, then an atomic swap into `output_dir`
+    (`AtomicDir`).
 
     An existing `output_dir` is replaced only if it is empty or a model directory this package saved (see
     `check_replaceable_model_dir`); anything else raises `FileExistsError` before anything is written. A failed write
     raises `SaveError` and leaves the old model directory as it was.
     """
     output_dir = Path(output_dir)
-    # `abspath` gives "." and "x/.." a name, for the sibling folders, without following links.
-    target = Path(os.path.abspath(output_dir))
-    check_replaceable_model_dir(target)
-    existed = target.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A name of its own (not a fixed `.tmp-<name>`): what is removed on failure is only ever what this call made.
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    check_replaceable_model_dir(output_dir)
+    existed = output_dir.exists()
     try:
-        model.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        # mkdtemp makes the folder private (0700), and transformers writes model.safetensors through a private
-        # temporary file (0600): the model directory gets the permissions the user's umask gives what they write.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        for entry in tmp.rglob("*"):
-            if not entry.is_symlink():
-                os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
-        if existed:
-            _swap_in(tmp, target)
-        else:
-            os.replace(tmp, target)
+        with AtomicDir(output_dir, replace=True) as tmp:
+            model.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            # transformers writes model.safetensors through a private temporary file (0600): the files get the
+            # permissions the user's umask gives what they write, as the folder does.
+            umask = _current_umask()
+            for entry in tmp.rglob("*"):
+                if not entry.is_symlink():
+                    os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~umask)
     except BaseException as error:
-        shutil.rmtree(tmp, ignore_errors=True)
         if not is_write_error(error):
             raise
         before = "the model that was there is intact" if existed else "nothing was left behind"
@@ -228,30 +313,12 @@ def save_model_dir(model, output_dir: str | Path, tokenizer=None) -> Path:
 
 
 def remove_partial_model_dirs(target: str | Path) -> None:
-    """Delete the temporary folders that a kill during `save_model_dir(..., target)` left beside `target`: the new
-    model being written (`.tmp-<name>-*`) and an old one being replaced (`.old-<name>-*`)."""
+    """Delete the temporary folders that a kill during an `AtomicDir` write of `target` (`save_model_dir(...,
+    target)`) left beside it: the new folder being written (`.tmp-<name>-*`) and an old one being replaced
+    (`.old-<name>-*`)."""
     target = Path(os.path.abspath(target))
     if target.parent.is_dir():
         for prefix in (".tmp-", ".old-"):
             for leftover in target.parent.glob(f"{prefix}{target.name}-*"):
                 if leftover.is_dir():
                     shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _swap_in(new: Path, target: Path) -> None:
-    """Replace the folder `target` by the folder `new`: `target` is moved aside, `new` renamed in its place, then the
-    old one removed. If the rename fails, `target` is moved back."""
-    old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
-    old.rmdir()  # only the unique name is wanted: renaming a folder onto an existing one fails on Windows
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    if old.exists():
-        warnings.warn(
-            f"Saved {target}, but could not remove the previous model moved to {old}; delete it yourself.",
-            stacklevel=3,
-        )

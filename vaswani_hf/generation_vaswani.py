@@ -9,7 +9,7 @@ import math
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
-from transformers.generation import LogitsProcessor, LogitsProcessorList
+from transformers.generation import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 PAPER_DECODING = dict(
     num_beams=4,
@@ -20,6 +20,19 @@ PAPER_DECODING = dict(
     # it "terminates early when possible".
     early_stopping=True,
 )
+
+
+def paper_generation_config(config) -> GenerationConfig:
+    """The generation config a model starts with: the paper's decoding (`PAPER_DECODING`) with the special tokens of
+    `config`, its model config. Built afresh rather than derived from the model config: a generation config marked as
+    derived loses its custom entries (length_penalty_type, max_length_offset) when it is loaded again."""
+    return GenerationConfig(
+        **PAPER_DECODING,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+    )
 
 
 class SourceLengthLimit(LogitsProcessor):

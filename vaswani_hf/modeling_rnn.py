@@ -49,7 +49,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 
 from .configuration_rnn import RNNConfig
-from .generation_vaswani import PAPER_DECODING, add_source_length_limit
+from .generation_vaswani import add_source_length_limit, paper_generation_config
 from .transformers_adapter import (
     CACHE_ARG,
     LEGACY_CACHE_ARG,
@@ -371,6 +371,7 @@ class RNNPreTrainedModel(PreTrainedModel):
     # The code files `save_pretrained` copies beside the weights, for export code that starts from a model class.
     remote_code_files = REMOTE_CODE_FILES
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniPreTrainedModel.save_pretrained
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained` (safetensors, the shared matrix stored once), plus the code files that
         let the directory load with `trust_remote_code=True` where this package is not installed."""
@@ -394,15 +395,18 @@ class RNNModel(RNNPreTrainedModel):
     # One matrix for source and target embeddings, as in the Transformer (unless config.tie_word_embeddings is False).
     _tied_weights_keys = {"decoder.embed_tokens.weight": "encoder.embed_tokens.weight"}
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniModel.__init__ with Vaswani->RNN
     def __init__(self, config: RNNConfig):
         super().__init__(config)
         self.encoder = RNNEncoder(config)
         self.decoder = RNNDecoder(config)
         self.post_init()
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniModel.get_input_embeddings
     def get_input_embeddings(self) -> nn.Embedding:
         return self.encoder.get_input_embeddings()
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniModel.set_input_embeddings
     def set_input_embeddings(self, value: nn.Embedding):
         self.encoder.set_input_embeddings(value)
         if self.config.tie_word_embeddings:
@@ -465,33 +469,57 @@ class RNNModel(RNNPreTrainedModel):
         )
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# The model with the output projection
+# ---------------------------------------------------------------------------------------------------------------------
+# Copied from vaswani_hf.modeling_vaswani.token_cross_entropy
+def token_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    pad_token_id: int,
+    num_items_in_batch: int | torch.Tensor | None,
+) -> torch.Tensor:
+    """The loss of `forward`: the cross-entropy of `logits` (B, T, V) against `labels` (B, T), summed over the target
+    tokens and divided by `num_items_in_batch`, or by the number of this batch's target tokens without it."""
+    # <pad> is never a target: tokenizers pad labels with it, collators with -100; both are ignored.
+    labels = labels.masked_fill(labels == pad_token_id, -100)
+    loss = F.cross_entropy(
+        logits.flatten(0, 1).float(),  # (B * T, V)
+        labels.flatten().to(logits.device),
+        ignore_index=-100,
+        reduction="sum",
+    )
+    denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+    return loss / denominator
+
+
 class RNNForConditionalGeneration(StatefulGenerationMixin, GNMTBeamSearchMixin, RNNPreTrainedModel, GenerationMixin):
     """The encoder-decoder with its output projection (the embedding matrix, when tied) and `generate()`; a
-    recurrent state cannot be rolled back, so assisted decoding is refused (`StatefulGenerationMixin`)."""
+    recurrent state cannot be rolled back, so assisted decoding is refused (`StatefulGenerationMixin`).
+
+    It decodes as the Transformer does (§6.1 of Vaswani et al.: beam 4, GNMT length penalty 0.6, at most source length
+    + 50 tokens), so that the two models compare as networks, not as decoders."""
 
     _tied_weights_keys = {"lm_head.weight": "model.encoder.embed_tokens.weight"}
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniForConditionalGeneration.__init__ with Vaswani->RNN, d_model->embedding_size
     def __init__(self, config: RNNConfig):
         super().__init__(config)
         self.model = RNNModel(config)
+        # No bias: the projection is the transposed embedding matrix alone.
         self.lm_head = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
         self.post_init()
-        # The Transformer's decoding (§6.1 of Vaswani et al.: beam 4, GNMT length penalty 0.6, at most source length
-        # + 50 tokens), so that the two models compare as networks, not as decoders.
-        self.generation_config = GenerationConfig(
-            **PAPER_DECODING,
-            bos_token_id=config.bos_token_id,
-            eos_token_id=config.eos_token_id,
-            pad_token_id=config.pad_token_id,
-            decoder_start_token_id=config.decoder_start_token_id,
-        )
+        self.generation_config = paper_generation_config(config)
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniForConditionalGeneration.get_output_embeddings
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniForConditionalGeneration.set_output_embeddings
     def set_output_embeddings(self, value: nn.Linear):
         self.lm_head = value
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniForConditionalGeneration.shift_tokens_right
     def shift_tokens_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder inputs from labels: <s> then the labels without their last token, -100 read as <pad>."""
         shifted = labels.new_full(labels.shape, self.config.decoder_start_token_id)
@@ -500,6 +528,27 @@ class RNNForConditionalGeneration(StatefulGenerationMixin, GNMTBeamSearchMixin, 
 
     prepare_decoder_input_ids_from_labels = shift_tokens_right
 
+    # Copied from vaswani_hf.modeling_vaswani.VaswaniForConditionalGeneration._decoder_input_ids
+    def _decoder_input_ids(
+        self,
+        labels: torch.LongTensor | None,
+        decoder_input_ids: torch.LongTensor | None,
+        decoder_inputs_embeds: torch.Tensor | None,
+    ) -> torch.LongTensor | None:
+        """The decoder input ids of a `forward` call: those given, else the labels shifted right; None where the call
+        gives `decoder_inputs_embeds` instead."""
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.shift_tokens_right(labels)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "The decoder has no input: pass labels (the decoder inputs are built from them), decoder_input_ids or "
+                "decoder_inputs_embeds. A Trainer with label_smoothing_factor removes the labels before calling the "
+                "model: collate with DataCollatorForSeq2Seq(tokenizer, model=model), which adds decoder_input_ids."
+            )
+        return decoder_input_ids
+
+    # Not a copy of VaswaniForConditionalGeneration.forward: RNNModel takes output_attentions as an argument of its
+    # own, and has no self-attention or per-layer states to return.
     @can_return_tuple
     def forward(
         self,
@@ -530,14 +579,7 @@ class RNNForConditionalGeneration(StatefulGenerationMixin, GNMTBeamSearchMixin, 
         to the training recipe.
         """
         cache = pop_cache(cache, kwargs)
-        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self.shift_tokens_right(labels)
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            raise ValueError(
-                "The decoder has no input: pass labels (the decoder inputs are built from them), decoder_input_ids or "
-                "decoder_inputs_embeds. A Trainer with label_smoothing_factor removes the labels before calling the "
-                "model: collate with DataCollatorForSeq2Seq(tokenizer, model=model), which adds decoder_input_ids."
-            )
+        decoder_input_ids = self._decoder_input_ids(labels, decoder_input_ids, decoder_inputs_embeds)
         outputs: Seq2SeqModelOutput = self.model(
             input_ids,
             attention_mask=attention_mask,
@@ -551,20 +593,9 @@ class RNNForConditionalGeneration(StatefulGenerationMixin, GNMTBeamSearchMixin, 
             output_attentions=output_attentions,
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, T, E) @ (E, V) -> (B, T, V)
-
         loss = None
         if labels is not None:
-            # <pad> is never a target: tokenizers pad labels with it, collators with -100; both are ignored.
-            labels = labels.masked_fill(labels == self.config.pad_token_id, -100)
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(),  # (B * T, V)
-                labels.flatten().to(logits.device),
-                ignore_index=-100,
-                reduction="sum",
-            )
-            denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
-            loss = loss / denominator
-
+            loss = token_cross_entropy(logits, labels, self.config.pad_token_id, num_items_in_batch)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

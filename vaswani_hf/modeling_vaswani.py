@@ -39,11 +39,11 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_vaswani import VaswaniConfig
 from .generation_vaswani import (
-    PAPER_DECODING,
     DecodingCache,
     add_source_length_limit,
     group_mask,
     one_row_per_group,
+    paper_generation_config,
 )
 from .transformers_adapter import (
     CACHE_ARG,
@@ -621,6 +621,26 @@ class VaswaniModel(VaswaniPreTrainedModel):
 # ---------------------------------------------------------------------------------------------------------------------
 # The model with the output projection (§3.4)
 # ---------------------------------------------------------------------------------------------------------------------
+def token_cross_entropy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    pad_token_id: int,
+    num_items_in_batch: int | torch.Tensor | None,
+) -> torch.Tensor:
+    """The loss of `forward`: the cross-entropy of `logits` (B, T, V) against `labels` (B, T), summed over the target
+    tokens and divided by `num_items_in_batch`, or by the number of this batch's target tokens without it."""
+    # <pad> is never a target: tokenizers pad labels with it, collators with -100; both are ignored.
+    labels = labels.masked_fill(labels == pad_token_id, -100)
+    loss = F.cross_entropy(
+        logits.flatten(0, 1).float(),  # (B * T, V)
+        labels.flatten().to(logits.device),
+        ignore_index=-100,
+        reduction="sum",
+    )
+    denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+    return loss / denominator
+
+
 class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedModel, GenerationMixin):
     """The full Transformer: encoder, decoder and the pre-softmax projection that shares the embedding matrix."""
 
@@ -630,18 +650,10 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
     def __init__(self, config: VaswaniConfig):
         super().__init__(config)
         self.model = VaswaniModel(config)
-        # No bias: the paper's projection is the transposed embedding matrix alone.
+        # No bias: the projection is the transposed embedding matrix alone.
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
-        # Built afresh rather than derived from the model config: a generation config marked as derived loses its
-        # custom entries (length_penalty_type, max_length_offset) when it is loaded again.
-        self.generation_config = GenerationConfig(
-            **PAPER_DECODING,
-            bos_token_id=config.bos_token_id,
-            eos_token_id=config.eos_token_id,
-            pad_token_id=config.pad_token_id,
-            decoder_start_token_id=config.decoder_start_token_id,
-        )
+        self.generation_config = paper_generation_config(config)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -656,6 +668,24 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
         return shifted.masked_fill(shifted == -100, self.config.pad_token_id)
 
     prepare_decoder_input_ids_from_labels = shift_tokens_right
+
+    def _decoder_input_ids(
+        self,
+        labels: torch.LongTensor | None,
+        decoder_input_ids: torch.LongTensor | None,
+        decoder_inputs_embeds: torch.Tensor | None,
+    ) -> torch.LongTensor | None:
+        """The decoder input ids of a `forward` call: those given, else the labels shifted right; None where the call
+        gives `decoder_inputs_embeds` instead."""
+        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = self.shift_tokens_right(labels)
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "The decoder has no input: pass labels (the decoder inputs are built from them), decoder_input_ids or "
+                "decoder_inputs_embeds. A Trainer with label_smoothing_factor removes the labels before calling the "
+                "model: collate with DataCollatorForSeq2Seq(tokenizer, model=model), which adds decoder_input_ids."
+            )
+        return decoder_input_ids
 
     @can_return_tuple
     def forward(
@@ -688,14 +718,7 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
         `label_smoothing_factor` of `Seq2SeqTrainer` in fine-tuning.
         """
         cache = pop_cache(cache, kwargs)
-        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self.shift_tokens_right(labels)
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            raise ValueError(
-                "The decoder has no input: pass labels (the decoder inputs are built from them), decoder_input_ids or "
-                "decoder_inputs_embeds. A Trainer with label_smoothing_factor removes the labels before calling the "
-                "model: collate with DataCollatorForSeq2Seq(tokenizer, model=model), which adds decoder_input_ids."
-            )
+        decoder_input_ids = self._decoder_input_ids(labels, decoder_input_ids, decoder_inputs_embeds)
         outputs: Seq2SeqModelOutput = self.model(
             input_ids,
             attention_mask=attention_mask,
@@ -710,20 +733,9 @@ class VaswaniForConditionalGeneration(GNMTBeamSearchMixin, VaswaniPreTrainedMode
             **kwargs,
         )
         logits = self.lm_head(outputs.last_hidden_state)  # (B, T, d) @ (d, V) -> (B, T, V)
-
         loss = None
         if labels is not None:
-            # <pad> is never a target: tokenizers pad labels with it, collators with -100; both are ignored.
-            labels = labels.masked_fill(labels == self.config.pad_token_id, -100)
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(),  # (B * T, V)
-                labels.flatten().to(logits.device),
-                ignore_index=-100,
-                reduction="sum",
-            )
-            denominator = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
-            loss = loss / denominator
-
+            loss = token_cross_entropy(logits, labels, self.config.pad_token_id, num_items_in_batch)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -58,7 +58,7 @@ from torch import nn
 
 from ..configuration_vaswani import VaswaniConfig
 from ..modeling_vaswani import VaswaniAttention
-from ..provenance import cpu_model
+from ..provenance import cpu_model, provenance
 from .plotting import new_figure, save_png
 
 LAYERS = ("self_attention", "recurrent", "convolutional")
@@ -438,7 +438,7 @@ def summarize(settings: Settings, measurements: dict[str, list[dict]]) -> dict:
         "settings": asdict(settings) | {"lengths": list(settings.lengths)},
         "fit_lengths": list(settings.fit_lengths),
         "device_name": device_name(settings.device),
-        "torch_version": torch.__version__,
+        "provenance": provenance(),
         "layers": layers,
     }
 

@@ -1,5 +1,5 @@
 """What the figure-drawing modules share: matplotlib imported only when a figure is drawn (it is the optional `plots`
-extra), and PNG files written atomically.
+extra), PNG files written atomically, and curves drawn from lists of points.
 
 Figures are built with matplotlib's object-oriented `Figure` rather than pyplot, so drawing neither switches the
 caller's backend nor leaves figures open in pyplot's global registry.
@@ -7,6 +7,7 @@ caller's backend nor leaves figures open in pyplot's global registry.
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..files import write_atomic
@@ -34,3 +35,9 @@ def save_png(figure, path: str | os.PathLike, **savefig_kwargs) -> Path:
     figure.savefig(buffer, format="png", **savefig_kwargs)
     write_atomic(path, buffer.getvalue())
     return Path(path)
+
+
+def plot_points(axis, points: Sequence[dict], x: str, y: str, style: str = "o-", **plot_kwargs) -> None:
+    """Draws `points`, dicts such as those of a learning curve, on `axis`: the values of key `x` across, of key `y`
+    up, in matplotlib's `style` (markers and line)."""
+    axis.plot([point[x] for point in points], [point[y] for point in points], style, **plot_kwargs)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.cli.options import warn_renamed
+from vaswani_hf.errors import user_errors
 from vaswani_hf.files import SaveError, check_replaceable_model_dir
 from vaswani_hf.run_dir import RunDir
 from vaswani_hf.training.checkpoints import CheckpointManager, save_averaged_model

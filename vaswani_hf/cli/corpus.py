@@ -9,8 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.data.default_corpus import CACHE_SUBDIR, default_cache_dir, load_default_corpus
+from vaswani_hf.errors import user_errors
 
 
 @user_errors

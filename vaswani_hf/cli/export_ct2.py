@@ -1,12 +1,13 @@
 """Convert a saved model to CTranslate2, and optionally check that its greedy translations are ours.
 
-    vaswani-export-ct2 outputs/main-job/model outputs/main-job/ctranslate2
-    vaswani-export-ct2 MODEL_DIR OUTPUT_DIR --quantization int8 --force
-    vaswani-export-ct2 outputs/main-job/model outputs/main-job/ctranslate2 --check 200
+    vaswani-export-ct2 outputs/main-job/model --output-dir outputs/main-job/ctranslate2
+    vaswani-export-ct2 MODEL_DIR --output-dir OUTPUT_DIR --quantization int8 --force
+    vaswani-export-ct2 outputs/main-job/model --output-dir outputs/main-job/ctranslate2 --check 200
 
-OUTPUT_DIR receives CTranslate2's model.bin, config.json and shared_vocabulary.json, plus the tokenizer, so that
+--output-dir receives CTranslate2's model.bin, config.json and shared_vocabulary.json, plus the tokenizer, so that
 `vaswani_hf.export.ctranslate2.CTranslate2Translator(OUTPUT_DIR)` can translate text. An existing OUTPUT_DIR is
-refused unless --force, which replaces it. --quantization stores the weights as int8, float16, ... (default: float32).
+refused unless --force, which replaces it. (The folder as a second positional argument, `vaswani-export-ct2 MODEL_DIR
+OUTPUT_DIR`, is the deprecated spelling.) --quantization stores the weights as int8, float16, ... (default: float32).
 
 --check N translates the first N English sentences of the built-in corpus's test_help split greedily with our model
 and with the converted one, with the same output limit (source length + 50 unless --check-max-new-tokens), and prints
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from vaswani_hf.cli.errors import user_errors
+from vaswani_hf.cli.options import warn_deprecated
+from vaswani_hf.errors import user_errors
 from vaswani_hf.files import read_lines
 
 
@@ -38,14 +40,16 @@ def _export_module():
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="folder of a saved VaswaniForConditionalGeneration (save_pretrained)")
-    parser.add_argument("output_dir", help="folder to write the CTranslate2 model to")
+    parser.add_argument("--output-dir", help="folder to write the CTranslate2 model to (required)")
+    # The folder's old place, before every command named its output folder --output-dir.
+    parser.add_argument("positional_output_dir", nargs="?", metavar="OUTPUT_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--tokenizer", metavar="DIR", help="folder of the model's tokenizer (default: MODEL_DIR)")
     parser.add_argument(
         "--quantization",
         metavar="TYPE",
         help="stored weight type, one of CTranslate2's (int8, int8_float16, float16, bfloat16, ...; default: float32)",
     )
-    parser.add_argument("--force", action="store_true", help="replace OUTPUT_DIR if it exists")
+    parser.add_argument("--force", action="store_true", help="replace --output-dir if it exists")
     check = parser.add_argument_group("parity check (greedy, ours against the converted model)")
     source = check.add_mutually_exclusive_group()
     source.add_argument("--check", type=int, metavar="N", help="the first N sentences of the test_help split")
@@ -58,6 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--threads", type=int, default=0, metavar="N", help="CPU threads of both models (default: their own)"
     )
     args = parser.parse_args(argv)
+    if args.positional_output_dir is not None:
+        if args.output_dir is not None:
+            parser.error("give the output folder once, as --output-dir")
+        warn_deprecated("the output folder as a second positional argument", "--output-dir OUTPUT_DIR")
+        args.output_dir = args.positional_output_dir
+    if args.output_dir is None:
+        parser.error("the following arguments are required: --output-dir")
     if args.check is not None and args.check <= 0:
         parser.error("--check N needs a positive N")
     return args

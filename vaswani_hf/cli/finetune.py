@@ -4,7 +4,8 @@ plain cross-entropy) over all target tokens of an update, length-grouped batches
 
     vaswani-finetune MODEL_DIR --train train.jsonl --validation dev.jsonl --output-dir finetuned
     vaswani-finetune MODEL_DIR --train wmt_saved --validation wmt_saved --output-dir finetuned \\
-        --src-lang en --tgt-lang de --batch-size 64 --grad-accum 4 --warmup-steps 4000 --eval-steps 1000 --bf16
+        --src-lang en --tgt-lang de --batch-size 64 --grad-accum 4 --warmup-steps 4000 --eval-steps 1000 \\
+        --mixed-precision bf16
 
 --train and --validation take what `vaswani_hf.data.parallel.load_parallel` reads: a folder written by datasets'
 save_to_disk (a Dataset, or a DatasetDict whose split --train-split / --validation-split picks) with a `translation`
@@ -24,13 +25,14 @@ from pathlib import Path
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.cli.options import warn_renamed
 
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf.data.parallel import load_parallel, tokenize_pairs
+from vaswani_hf.errors import user_errors
 from vaswani_hf.training.corpus import check_tokenizer
 from vaswani_hf.training.finetuning import VaswaniSeq2SeqTrainer, finetuning_arguments
+from vaswani_hf.training.precision import resolve_mixed_precision
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,10 +71,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     training.add_argument("--eval-steps", type=int, help="evaluate every N updates (default: after each epoch)")
     training.add_argument("--save-steps", type=int, help="checkpoint every N updates (default: after each epoch)")
     training.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    training.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
+    precision = training.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--mixed-precision", choices=("no", "bf16", "fp16", "auto"), default="no",
+        help="autocast precision, as vaswani-train's train.mixed_precision: auto is bf16 where the GPU or CPU "
+        "multiplies bf16 matrices in hardware, else no (default: no, fp32 as the paper)",
+    )  # fmt: skip
+    precision.add_argument(
+        "--bf16", dest="mixed_precision", action="store_const", const="bf16",
+        help="the deprecated spelling of --mixed-precision bf16",
+    )  # fmt: skip
     training.add_argument("--report-to", default="none", help="logging integration, e.g. tensorboard (default: none)")
     args = parser.parse_args(argv)
-    warn_renamed(argv, {"--warmup": "--warmup-steps", "--max-grad-norm": "--clip-norm"})
+    warn_renamed(
+        argv, {"--warmup": "--warmup-steps", "--max-grad-norm": "--clip-norm", "--bf16": "--mixed-precision bf16"}
+    )
     for name in ("batch_size", "grad_accum", "warmup", "eval_steps", "save_steps"):
         value = getattr(args, name)
         if value is not None and value <= 0:
@@ -141,6 +154,8 @@ def main(argv=None) -> int:
     except ValueError as error:
         sys.exit(f"error: {args.model_dir}: {error}")
     max_length = source_limit(args, model)
+    precision, why = resolve_mixed_precision(args.mixed_precision)
+    print(f"mixed precision: {precision} (--mixed-precision {args.mixed_precision}: {why})")
 
     def prepare(path, split):
         pairs = load_parallel(path, src_lang=args.src_lang, tgt_lang=args.tgt_lang, split=split)
@@ -176,7 +191,8 @@ def main(argv=None) -> int:
         save_strategy="steps" if args.save_steps else "epoch",
         save_steps=args.save_steps,
         seed=args.seed,
-        bf16=args.bf16,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         report_to=args.report_to,
         predict_with_generate=eval_dataset is not None,
     )

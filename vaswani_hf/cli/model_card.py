@@ -14,7 +14,7 @@ optional inputs (scores, training summary) are left out of the card and named on
 import argparse
 import sys
 
-from vaswani_hf.cli.errors import user_errors
+from vaswani_hf.errors import user_errors
 from vaswani_hf.export.model_card import make_model_card
 
 

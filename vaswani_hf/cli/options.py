@@ -31,4 +31,9 @@ def warn_renamed(argv, renamed: dict[str, str]) -> None:
     argv = sys.argv[1:] if argv is None else argv
     for old, new in renamed.items():
         if any(arg == old or arg.startswith(old + "=") for arg in argv):
-            print(f"warning: {old} is deprecated and goes in the next release: use {new}", file=sys.stderr)
+            warn_deprecated(old, new)
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    """Names on stderr a spelling that still works for one release (`old`), and the one to use instead (`new`)."""
+    print(f"warning: {old} is deprecated and goes in the next release: use {new}", file=sys.stderr)

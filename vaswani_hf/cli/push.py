@@ -21,7 +21,7 @@ on success, 1 with a message saying what to do otherwise.
 import argparse
 import sys
 
-from vaswani_hf.cli.errors import user_errors
+from vaswani_hf.errors import user_errors
 from vaswani_hf.export.hub import DEFAULT_MAX_SHARD_SIZE, DEFAULT_SENTENCE, HubError, push_to_hub
 
 

@@ -19,7 +19,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from vaswani_hf.cli.errors import user_errors
+from vaswani_hf.errors import user_errors
 from vaswani_hf.studies.recurrence import MODELS, StudySettings, plot_study, run_study
 
 
@@ -66,7 +66,8 @@ def _parse(argv=None) -> tuple[StudySettings, bool]:
         )  # fmt: skip
     parser.add_argument("--replot", action="store_true", help="only draw the figures again from study.json")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every model (section.key=value)")
-    args = parser.parse_args(argv)
+    # Options and section.key=value overrides in any order: `... output_dir=x --resume train.max_minutes=30`.
+    args = parser.parse_intermixed_args(argv)
     for name in ("minutes", "checkpoint_minutes"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")

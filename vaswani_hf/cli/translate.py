@@ -15,8 +15,8 @@ from transformers.utils import logging as transformers_logging
 
 # Importing the package also registers its model with the Auto classes used below.
 from vaswani_hf import evaluation, files
-from vaswani_hf.cli.errors import user_errors
 from vaswani_hf.cli.options import add_translation_options, decoding_overrides
+from vaswani_hf.errors import user_errors
 
 
 def parse_args(argv=None) -> argparse.Namespace:

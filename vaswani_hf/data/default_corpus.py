@@ -23,7 +23,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, Features, Translation, Value
 
-from ..files import write_atomic
+from ..files import AtomicDir, write_atomic
 from .parallel import normalise_whitespace
 
 HELP_PACKAGES = ("libreoffice-help-en-us", "libreoffice-help-de")
@@ -649,28 +649,13 @@ def load_default_corpus(cache_dir: str | os.PathLike | None = None, *, refresh: 
         versions = fetch_packages(unpacked)
         corpus = build_default_corpus(unpacked, versions)
 
-    parent.mkdir(parents=True, exist_ok=True)
-    # The staging folder sits next to the target, on the same file system, so that os.replace is one rename.
-    staging = Path(tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}.partial-", dir=parent))
-    # mkdtemp makes the folder private (0700); the cache is an ordinary folder.
-    staging.chmod(0o755)
     try:
-        corpus.save_to_disk(str(staging))
-        (staging / "README.md").write_text(corpus["train"].info.description, encoding="utf-8")
-        (staging / FETCH_RECORD).write_text(json.dumps(fetch_record(corpus, versions), indent=2) + "\n")
-        if refresh and target.is_dir():
-            # A directory cannot replace a non-empty one: move the old cache aside first, then delete it.
-            retired = Path(tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}.old-", dir=parent))
-            os.replace(target, retired)
-            os.replace(staging, target)
-            shutil.rmtree(retired)
-        else:
-            try:
-                os.replace(staging, target)
-            except OSError:
-                # Another process finished the same build first; its cache is as good as this one.
-                if not target.is_dir():
-                    raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with AtomicDir(target, replace=refresh) as staging:
+            corpus.save_to_disk(str(staging))
+            (staging / "README.md").write_text(corpus["train"].info.description, encoding="utf-8")
+            (staging / FETCH_RECORD).write_text(json.dumps(fetch_record(corpus, versions), indent=2) + "\n")
+    except FileExistsError:
+        # Another process finished the same build first; its cache is as good as this one.
+        if not target.is_dir():
+            raise
     return _load_cached(target)

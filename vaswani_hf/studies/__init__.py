@@ -1,1 +1,2 @@
-"""Studies: several models trained and measured side by side, each reproduced by one command."""
+"""Studies: models trained and measured, each reproduced by one command: the main job (`main_job`, the whole recipe on
+the built-in corpus) and the Transformer against recurrent models (`recurrence`)."""

@@ -5,7 +5,7 @@ attention, trained on the same corpus with the same tokenizer, recipe and update
 
 1. training steps and time: validation loss and test BLEU/chrF of every kept checkpoint against updates and minutes;
 2. parallelism: training target tokens/s, and the time of one forward and backward as sentences grow, beside the
-   sequential operations per layer (`vaswani_hf.analysis.recurrence.step_seconds`);
+   sequential operations per layer (`vaswani_hf.analysis.sequence_measures.step_seconds`);
 3. gradient flow: the gradient norm of the loss at a target position with respect to each source embedding, by
    distance, at initialisation and after training (`gradient_by_distance`);
 4. long-range dependencies: test BLEU by source length (`bleu_by_length`);
@@ -27,18 +27,17 @@ from pathlib import Path
 import torch
 
 from ..analysis.attention_maps import compute_attention_maps
-from ..analysis.plotting import new_figure, save_png
-from ..analysis.recurrence import bleu_by_length, gradient_by_distance, step_seconds
+from ..analysis.plotting import new_figure, plot_points, save_png
+from ..analysis.sequence_measures import bleu_by_length, gradient_by_distance, step_seconds
 from ..data.parallel import load_parallel, tokenize_pairs
 from ..evaluation import score, translate
 from ..files import write_atomic
 from ..provenance import provenance
 from ..run_dir import RunDir
-from ..training.checkpoints import CheckpointManager, averaged_model, checkpoint_state
 from ..training.corpus import prepare_corpus
 from ..training.launch import run_training
+from ..training.learning_curve import learning_curve
 from ..training.run_config import RunConfig
-from ..training.validation import validation_loss
 
 # name -> (run config preset or YAML, overrides, label). The two recurrent models differ only in attention. The
 # Transformer keeps the updates that rnn-cpu.yaml shares (4000 target tokens, 200 warm-up updates), the small-cpu
@@ -120,33 +119,10 @@ def _validation_set(run_dir: Path, tokenizer):
     return tokenize_pairs(corpus["validation"], tokenizer, src_lang=data.src_lang, tgt_lang=data.tgt_lang)[0]
 
 
-def _curve(run_dir: Path, tokenizer, valid_set, sources, references) -> list[dict]:
-    """Validation loss (per-token cross-entropy, no smoothing) and test BLEU/chrF of every kept checkpoint on its own,
-    with its updates and minutes."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(cpu=True)
-    points = []
-    for checkpoint in CheckpointManager(RunDir(run_dir).checkpoints, keep=1).checkpoints():
-        state = checkpoint_state(checkpoint)
-        model = averaged_model([checkpoint], RunDir(run_dir).model_config)
-        point = {"checkpoint": checkpoint.name, "updates": state["step"], "minutes": state["train_seconds"] / 60}
-        if valid_set is not None:
-            point["validation_loss"] = validation_loss(
-                model,
-                valid_set,
-                max_tokens=2048,
-                pad_token_id=model.config.pad_token_id,
-                accelerator=accelerator,
-                label_smoothing=0.0,
-            )["valid/nll"]
-        scores = score(translate(model, tokenizer, sources), references)
-        point |= {"bleu": scores["bleu"], "chrf": scores["chrf"]}
-        points.append(point)
-        _log(f"   {point['minutes']:5.1f} min  update {point['updates']:5d}  " + "  ".join(
-            f"{k} {point[k]:.2f}" for k in ("validation_loss", "bleu", "chrf") if k in point
-        ))  # fmt: skip
-    return points
+def _log_point(point: dict) -> None:
+    _log(f"   {point['minutes']:5.1f} min  update {point['updates']:5d}  " + "  ".join(
+        f"{k} {point[k]:.2f}" for k in ("validation_loss", "bleu", "chrf") if k in point
+    ))  # fmt: skip
 
 
 def run_study(settings: StudySettings) -> dict:
@@ -184,8 +160,13 @@ def run_study(settings: StudySettings) -> dict:
         report["models"][name] = entry
 
         _log(f"== 2. {name}: validation loss and BLEU of each checkpoint ({len(curve_sources)} test sentences)")
-        entry["curve"] = _curve(
-            run_dir, tokenizer, _validation_set(run_dir, tokenizer), curve_sources, curve_references
+        entry["curve"] = learning_curve(
+            run,
+            tokenizer,
+            curve_sources,
+            curve_references,
+            valid_set=_validation_set(run_dir, tokenizer),
+            on_point=_log_point,
         )
 
         _log(f"== 3. {name}: the averaged model on the whole test set ({len(sources)} sentences)")
@@ -250,10 +231,8 @@ def plot_study(report: dict, out_dir: str | os.PathLike, dpi: int = 110) -> list
         curve = entry["curve"]
         for column, x in enumerate(("updates", "minutes")):
             if curve and "validation_loss" in curve[0]:
-                axes[0][column].plot(
-                    [p[x] for p in curve], [p["validation_loss"] for p in curve], "o-", label=entry["label"]
-                )
-            axes[1][column].plot([p[x] for p in curve], [p["bleu"] for p in curve], "o-", label=entry["label"])
+                plot_points(axes[0][column], curve, x, "validation_loss", label=entry["label"])
+            plot_points(axes[1][column], curve, x, "bleu", label=entry["label"])
     for column, x in enumerate(("updates", "training minutes")):
         axes[0][column].set(xlabel=x, ylabel="validation loss (cross-entropy per token)")
         axes[1][column].set(xlabel=x, ylabel="test BLEU (each checkpoint)")
@@ -267,10 +246,8 @@ def plot_study(report: dict, out_dir: str | os.PathLike, dpi: int = 110) -> list
     left, right = figure.subplots(1, 2)
     for entry in models.values():
         timing = entry["step_seconds"]
-        left.plot([p["length"] for p in timing], [p["seconds"] for p in timing], "o-", label=entry["label"])
-        right.plot(
-            [p["length"] for p in timing], [p["sequential_operations"] for p in timing], "o-", label=entry["label"]
-        )
+        plot_points(left, timing, "length", "seconds", label=entry["label"])
+        plot_points(right, timing, "length", "sequential_operations", label=entry["label"])
     left.set(
         xscale="log", yscale="log", xlabel="source and target length (tokens)", ylabel="seconds per forward + backward"
     )

@@ -8,16 +8,18 @@ from transformers import MarianConfig, PretrainedConfig
 
 from ..configuration_rnn import RNNConfig
 from ..configuration_vaswani import VaswaniConfig
-from .run_config import ModelArgs
+from .run_config import ALL, SETTINGS, ModelArgs
 
-# The run-config fields each architecture reads; a field set for an architecture that lacks it is an error, so that
-# `model.d_ff=512` on a recurrent model does not train something other than what was asked for.
-RNN_FIELDS = ("cell", "bidirectional", "attention", "hidden_size", "embedding_size")
-SHARED_FIELDS = ("encoder_layers", "decoder_layers", "dropout", "tie_word_embeddings")
+# The run-config fields each architecture reads (`setting(architectures=...)`); a field set for an architecture that
+# lacks it is an error, so that `model.d_ff=512` on a recurrent model does not train something other than what was
+# asked for.
 FIELDS = {
-    "vaswani": tuple(name for name in ModelArgs.__dataclass_fields__ if name not in RNN_FIELDS),
-    "marian": tuple(name for name in ModelArgs.__dataclass_fields__ if name not in RNN_FIELDS),
-    "rnn": ("architecture", "preset", *RNN_FIELDS, *SHARED_FIELDS),
+    architecture: tuple(
+        key.removeprefix("model.")
+        for key, s in SETTINGS.items()
+        if key.startswith("model.") and architecture in s.architectures
+    )
+    for architecture in ALL
 }
 
 

@@ -17,7 +17,7 @@ from accelerate.utils import DistributedType
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ..files import SaveError, check_replaceable_model_dir, is_write_error, save_model_dir
+from ..files import AtomicDir, SaveError, check_replaceable_model_dir, is_write_error, save_model_dir
 
 
 @dataclass
@@ -76,13 +76,13 @@ class CheckpointManager:
         if final.exists():
             return final
         # One name on every process: they all write into the same directory (a shared filesystem across nodes).
-        tmp = self.root / f".tmp-{CHECKPOINT_PREFIX}{step:08d}"
+        folder = AtomicDir(final, temporary=self.root / f".tmp-{CHECKPOINT_PREFIX}{step:08d}")
+        tmp = folder.temporary
         main = accelerator.is_main_process
 
         def make_folder():
             if main:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
+                folder.create()
 
         def write():
             accelerator.save_state(str(tmp), safe_serialization=True)
@@ -93,7 +93,7 @@ class CheckpointManager:
 
         def publish():
             if main:
-                os.replace(tmp, final)
+                folder.publish()
                 for old in self.checkpoints()[: -self.keep]:
                     # Out of the listing first: a kill or a failure during the removal leaves a `.tmp-` folder, which
                     # `--resume` deletes, never a half-removed checkpoint under its final name.
@@ -115,7 +115,7 @@ class CheckpointManager:
         # The partial folder goes, whichever process failed; only what a failed write raises is reworded, in one
         # error that says what to do.
         if main:
-            shutil.rmtree(tmp, ignore_errors=True)
+            folder.discard()
         if error is not None and not is_write_error(error):
             raise error
         cause = error if error is not None else "another process could not write its part of it"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
+from ..files import AtomicDir
 from ..run_dir import RunDir
 
 
@@ -136,16 +135,9 @@ def load_or_train_tokenizer(data_args, train_split, run_dir: RunDir, *, resume: 
             pair[lang] for pair in train_split["translation"] for lang in (data_args.src_lang, data_args.tgt_lang)
         )
         tokenizer = train_shared_bpe(texts, vocab_size=data_args.vocab_size)
-    tmp = directory.with_name(f".tmp-{directory.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save_pretrained(tmp)
-    run_dir.write_json(tmp / run_dir.tokenizer_source.name, source)
-    if directory.exists():
-        retired = directory.with_name(f".old-{directory.name}")
-        shutil.rmtree(retired, ignore_errors=True)
-        os.replace(directory, retired)
-        os.replace(tmp, directory)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(tmp, directory)
+    # Written whole, then renamed into place: a killed run leaves no half-written tokenizer to be reused. The fixed
+    # temporary name lets the next run clear what a kill left.
+    with AtomicDir(directory, replace=True, temporary=directory.with_name(f".tmp-{directory.name}")) as tmp:
+        tokenizer.save_pretrained(tmp)
+        run_dir.write_json(tmp / run_dir.tokenizer_source.name, source)
     return tokenizer

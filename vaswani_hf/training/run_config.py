@@ -20,39 +20,105 @@ import yaml
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
+def setting(
+    default=dataclasses.MISSING,
+    *,
+    help: str,
+    resume: bool = False,
+    valid: str | None = None,
+    paper: str | None = None,
+    aside: str | None = None,
+    compared: Literal["preset", "model", "corpus"] = "preset",
+    architectures: tuple[str, ...] = ("vaswani", "marian"),
+):
+    """A run-config field and everything known about it, in one place; the validation, the resume check,
+    `vaswani-train --help`, the architectures' field lists and the model card all read it from here.
+
+    Args:
+        help: what the setting does, for `--help`.
+        resume: whether a resumed run may change it (how long, how often, where; never what is trained).
+        valid: the range a number must lie in: "> 0", ">= 0" or "[0, 1)"; None is also accepted where the type allows.
+        paper: where the paper fixes it, for the model card's comparison with the paper.
+        aside: why the model card lists a difference from the preset apart from the paper's settings (the paper says
+            nothing about it, or it does not change the trained weights).
+        compared: what the model card compares it with: the paper's preset (`preset`), the saved model config
+            against Table 3 (`model`), or the paper's data (`corpus`).
+        architectures: the `model.architecture`s that read it (model section only).
+    """
+    metadata = dict(
+        help=help, resume=resume, valid=valid, paper=paper, aside=aside, compared=compared, architectures=architectures
+    )
+    return field(default=default, metadata=metadata)
+
+
+ALL = ("vaswani", "marian", "rnn")
+RNN = ("rnn",)
+
+
 @dataclass
 class ModelArgs:
     """The architecture: a `VaswaniConfig` preset (Table 3 row) and any fields that depart from it.
 
     `architecture` picks the transformers model the recipe trains: this package's `vaswani`; transformers' own
     `marian` (`MarianMTModel`, post-norm with fixed sinusoidal positions, given the same sizes); or this package's
-    recurrent encoder-decoder `rnn` (`RNNConfig`: its defaults, then the fields set here among `cell`,
-    `bidirectional`, `attention`, `hidden_size`, `embedding_size`, the layer counts, `dropout` and
-    `tie_word_embeddings`). The recipe itself (batching, Eq. 3, loss, checkpoints, averaging, validation) is the same
-    for all; `vaswani_hf.training.architectures` builds the model config and refuses a field the architecture lacks.
+    recurrent encoder-decoder `rnn` (`RNNConfig`: its defaults, then the fields set here that it reads). The recipe
+    itself (batching, Eq. 3, loss, checkpoints, averaging, validation) is the same for all;
+    `vaswani_hf.training.architectures` builds the model config and refuses a field the architecture lacks. The model
+    card compares these through the saved model config, against Table 3.
     """
 
-    architecture: Literal["vaswani", "marian", "rnn"] = "vaswani"
-    preset: Literal["base", "big"] = "base"
-    d_model: int | None = None
-    d_ff: int | None = None
-    num_heads: int | None = None
-    encoder_layers: int | None = None
-    decoder_layers: int | None = None
-    dropout: float | None = None
-    attention_dropout: float | None = None
-    norm_first: bool | None = None
-    position_embedding_type: Literal["sinusoidal", "learned"] | None = None
-    tie_word_embeddings: bool | None = None
-    max_position_embeddings: int | None = None
-    # The recurrent model's own fields (architecture rnn only).
-    cell: Literal["gru", "lstm"] | None = None
-    bidirectional: bool | None = None
-    attention: Literal["none", "additive", "dot", "general"] | None = None
-    hidden_size: int | None = None
-    embedding_size: int | None = None
-    # The attention kernel (same results, different speed); None lets transformers choose (sdpa where available).
-    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None
+    architecture: Literal["vaswani", "marian", "rnn"] = setting(
+        "vaswani", help="the network: this package's Transformer, transformers' MarianMTModel or the recurrent model",
+        compared="model", architectures=ALL,
+    )  # fmt: skip
+    preset: Literal["base", "big"] = setting(
+        "base", help="the Table 3 row the sizes start from", compared="model", architectures=ALL
+    )
+    d_model: int | None = setting(None, help="model width", paper="model width (§3, Table 3)", compared="model")
+    d_ff: int | None = setting(
+        None, help="feed-forward inner width", paper="feed-forward inner width (Eq. 2, Table 3)", compared="model"
+    )
+    num_heads: int | None = setting(
+        None, help="attention heads", paper="attention heads (§3.2.2, Table 3)", compared="model"
+    )
+    encoder_layers: int | None = setting(
+        None, help="encoder layers", paper="encoder layers N (§3.1)", compared="model", architectures=ALL
+    )
+    decoder_layers: int | None = setting(
+        None, help="decoder layers", paper="decoder layers N (§3.1)", compared="model", architectures=ALL
+    )
+    dropout: float | None = setting(
+        None, help="dropout on sub-layer outputs and embeddings",
+        paper="P_drop on sub-layer outputs and embeddings (§5.4)", compared="model", architectures=ALL,
+    )  # fmt: skip
+    attention_dropout: float | None = setting(
+        None, help="dropout on attention weights", paper="dropout on attention weights (none in the paper)",
+        compared="model",
+    )  # fmt: skip
+    norm_first: bool | None = setting(
+        None, help="pre-norm (true) or the paper's post-norm (false)",
+        paper="pre-norm instead of the paper's post-norm LayerNorm(x + Sublayer(x)) (§3.1)", compared="model",
+    )  # fmt: skip
+    position_embedding_type: Literal["sinusoidal", "learned"] | None = setting(
+        None, help="sinusoidal or learned positions", paper="positional encodings (§3.5)", compared="model"
+    )
+    tie_word_embeddings: bool | None = setting(
+        None, help="one matrix for both embeddings and the output projection",
+        paper="one matrix for both embeddings and the output projection (§3.4)", compared="model", architectures=ALL,
+    )  # fmt: skip
+    max_position_embeddings: int | None = setting(None, help="longest accepted sequence", compared="model")
+    cell: Literal["gru", "lstm"] | None = setting(None, help="the recurrent cell", compared="model", architectures=RNN)
+    bidirectional: bool | None = setting(None, help="a bidirectional encoder", compared="model", architectures=RNN)
+    attention: Literal["none", "additive", "dot", "general"] | None = setting(
+        None, help="the decoder's attention over the encoder states", compared="model", architectures=RNN
+    )
+    hidden_size: int | None = setting(None, help="recurrent state size", compared="model", architectures=RNN)
+    embedding_size: int | None = setting(None, help="embedding size", compared="model", architectures=RNN)
+    # Same results, different speed: None lets transformers choose (sdpa where available).
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = setting(
+        None, help="the attention kernel (eager, sdpa, flash_attention_2; default: transformers' choice)",
+        resume=True, aside="attention kernel, same results",
+    )  # fmt: skip
 
     def overrides(self) -> dict:
         """The architecture fields set here (every field but `architecture`, `preset` and the kernel)."""
@@ -64,75 +130,137 @@ class ModelArgs:
 class DataArgs:
     """The corpus, its cleaning and the tokenizer."""
 
-    # "default" is the built-in English-German corpus (LibreOffice help + Ding example sentences); anything else goes
-    # to `vaswani_hf.data.parallel.load_parallel`: a prefix of aligned text files, a .tsv, a .jsonl, a saved dataset, hub:NAME.
-    corpus: str = "default"
-    validation: str | None = None
-    src_lang: str = "en"
-    tgt_lang: str = "de"
-    # A saved tokenizer to reuse; None trains a shared BPE of `vocab_size` on the training split (§5.1).
-    tokenizer: str | None = None
-    vocab_size: int = 37000
-    # Pairs longer than this many tokens on either side are dropped after tokenization.
-    max_length: int = 256
-    clean: bool = True
-    max_words: int = 250
-    max_ratio: float = 3.0
-    # Validation sentences translated for BLEU during training (beam search is slow; loss uses the whole split).
-    bleu_sentences: int = 500
+    corpus: str = setting(
+        "default",
+        help="`default` (the built-in English-German corpus) or what load_parallel reads: a prefix of aligned text "
+        "files, a .tsv, a .jsonl, a saved dataset, hub:NAME",
+        compared="corpus",
+    )
+    validation: str | None = setting(
+        None, help="a validation corpus (default: the corpus's own split)", resume=True,
+        aside="validation data, not trained on",
+    )  # fmt: skip
+    src_lang: str = setting("en", help="source language key", compared="corpus")
+    tgt_lang: str = setting("de", help="target language key", compared="corpus")
+    tokenizer: str | None = setting(
+        None, help="a saved tokenizer to reuse (default: train a shared BPE on the training split, §5.1)",
+        paper="a given tokenizer instead of a BPE trained on the training data (§5.1)",
+    )  # fmt: skip
+    vocab_size: int = setting(
+        37000, help="BPE vocabulary size", valid="> 0", paper="shared source-target BPE vocabulary (§3.4, §5.1)",
+        compared="model",
+    )  # fmt: skip
+    max_length: int = setting(
+        256, help="pairs longer than this many tokens on either side are dropped after tokenization", valid="> 0",
+        aside="longest training pair in tokens",
+    )  # fmt: skip
+    clean: bool = setting(True, help="drop empty, overlong and misaligned pairs", aside="corpus cleaning")
+    max_words: int = setting(250, help="cleaning: most words on either side", valid="> 0", aside="corpus cleaning")
+    max_ratio: float = setting(3.0, help="cleaning: largest length ratio", valid="> 0", aside="corpus cleaning")
+    # Beam search is slow; the validation loss uses the whole split.
+    bleu_sentences: int = setting(
+        500, help="validation sentences translated for BLEU during training", resume=True, valid=">= 0",
+        aside="validation BLEU during training",
+    )  # fmt: skip
 
 
 @dataclass
 class TrainArgs:
     """Batching, optimiser and schedule (§5.1-§5.3)."""
 
-    # Padded tokens per micro-batch and process (max of source and target side, as fairseq counts).
-    max_tokens: int = 4096
-    # Target tokens per optimizer update, summed over micro-batches and processes: about 25000 in §5.1.
-    update_tokens: int = 25000
-    warmup_steps: int = 4000
-    # Multiplies Eq. 3; 1.0 is the paper.
-    lr_scale: float = 1.0
-    # epsilon_ls of the training loss (§5.4); validation reports it beside the plain cross-entropy and perplexity.
-    label_smoothing: float = 0.1
-    weight_decay: float = 0.0
-    # Gradient-norm clipping; the paper has none.
-    clip_norm: float | None = None
-    max_steps: int | None = 100000
-    max_epochs: int | None = None
-    # Wall-clock training budget; validation and checkpointing time is not counted.
-    max_minutes: float | None = None
-    # "auto": bf16 where the GPU or CPU multiplies it in hardware, fp32 elsewhere (`vaswani_hf.training.precision`).
-    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
-    seed: int = 1
-    log_every: int = 50
+    # fairseq counts a batch's tokens the same way: the longer of its padded source and target sides.
+    max_tokens: int = setting(
+        4096, help="padded tokens per micro-batch and process", valid="> 0",
+        aside="micro-batch size; updates keep their token budget",
+    )  # fmt: skip
+    update_tokens: int = setting(
+        25000, help="target tokens per update, over micro-batches and processes", valid="> 0",
+        paper="target tokens per update (§5.1: about 25000)",
+    )  # fmt: skip
+    warmup_steps: int = setting(
+        4000, help="warm-up updates of Eq. 3", valid="> 0", paper="warm-up updates of Eq. 3 (§5.3)"
+    )
+    lr_scale: float = setting(
+        1.0, help="factor on the learning rate of Eq. 3 (1.0 is the paper)", valid="> 0",
+        paper="factor on the learning rate of Eq. 3 (§5.3)",
+    )  # fmt: skip
+    # Validation reports it beside the plain cross-entropy and perplexity.
+    label_smoothing: float = setting(
+        0.1, help="eps_ls of the training loss (the paper's is 0.1)", valid="[0, 1)",
+        paper="label smoothing eps_ls of the training loss (§5.4)",
+    )  # fmt: skip
+    weight_decay: float = setting(
+        0.0, help="decoupled weight decay", valid=">= 0", paper="weight decay (none in the paper's Adam, §5.3)"
+    )
+    clip_norm: float | None = setting(
+        None, help="gradient-norm clipping (the paper has none)", valid="> 0",
+        paper="gradient-norm clipping (none in the paper)",
+    )  # fmt: skip
+    max_steps: int | None = setting(
+        100000, help="stop after this many updates", resume=True, valid="> 0",
+        paper="training updates (§5.2: 100k base, 300k big)",
+    )  # fmt: skip
+    max_epochs: int | None = setting(
+        None, help="stop after this many epochs", resume=True, valid="> 0",
+        paper="training epochs (the paper counts updates)",
+    )  # fmt: skip
+    # Validation and checkpointing time is not counted.
+    max_minutes: float | None = setting(
+        None, help="stop after this many minutes of training", resume=True, valid="> 0",
+        paper="training time limit in minutes (the paper counts updates)",
+    )  # fmt: skip
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = setting(
+        "no", help="autocast precision; auto: bf16 where the GPU or CPU multiplies it in hardware, fp32 elsewhere",
+        paper="autocast precision (the paper trains in fp32)",
+    )  # fmt: skip
+    seed: int = setting(1, help="random seed of the model, data order and dropout", aside="random seed")
+    log_every: int = setting(50, help="updates between log lines", resume=True, valid="> 0", aside="logging")
 
 
 @dataclass
 class CheckpointArgs:
     """When to checkpoint, how many to keep and average (§6.1: every 10 minutes, average the last 5 or 20)."""
 
-    every_minutes: float | None = 10.0
-    every_steps: int | None = None
-    keep: int = 20
-    average_last: int = 5
+    every_minutes: float | None = setting(
+        10.0, help="minutes of training between checkpoints", resume=True, valid="> 0",
+        paper="minutes between checkpoints (§6.1: 10)",
+    )  # fmt: skip
+    every_steps: int | None = setting(
+        None, help="updates between checkpoints", resume=True, valid="> 0",
+        paper="updates between checkpoints (§6.1 checkpoints by time)",
+    )  # fmt: skip
+    keep: int = setting(
+        20, help="checkpoints kept on disk", resume=True, valid="> 0", aside="checkpoints kept on disk"
+    )
+    average_last: int = setting(
+        5, help="checkpoints averaged into the final model", resume=True, valid="> 0",
+        paper="checkpoints averaged (§6.1: 5 base, 20 big)",
+    )  # fmt: skip
 
 
 @dataclass
 class EvalArgs:
     """Validation during training and the final evaluation."""
 
-    every_steps: int | None = 1000
-    # Beam size for validation BLEU; the final evaluation uses the paper's decoding from the generation config.
-    num_beams: int = 4
-    max_tokens: int = 8192
+    every_steps: int | None = setting(
+        1000, help="updates between validations", resume=True, valid="> 0", aside="validation during training"
+    )
+    # The final evaluation uses the paper's decoding from the generation config.
+    num_beams: int = setting(
+        4, help="beam size of validation BLEU", resume=True, valid="> 0", aside="validation during training"
+    )
+    max_tokens: int = setting(
+        8192, help="padded tokens per validation batch", resume=True, valid="> 0", aside="validation during training"
+    )
 
 
 @dataclass
 class RunConfig:
     """Everything `vaswani-train` needs; load with `RunConfig.load(...)`."""
 
-    output_dir: str = "outputs/run"
+    output_dir: str = setting(
+        "outputs/run", help="the run folder (checkpoints, model, logs)", resume=True, aside="where the run was written"
+    )
     model: ModelArgs = field(default_factory=ModelArgs)
     data: DataArgs = field(default_factory=DataArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
@@ -187,7 +315,7 @@ class RunConfig:
 
     def resume_conflicts(self, saved: RunConfig) -> dict[str, tuple]:
         """The settings in which this config differs from `saved`, the config of the run it would resume, and that a
-        resumed run may not change: `{key: (saved value, this value)}`. See `RESUMABLE`."""
+        resumed run may not change (`setting(resume=False)`): `{key: (saved value, this value)}`."""
         ours, theirs = self.to_flat_dict(), saved.to_flat_dict()
         return {
             key: (theirs.get(key), value)
@@ -196,26 +324,61 @@ class RunConfig:
         }
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One run-config key (`section.key`, as in overrides) with its type, default and `setting(...)` metadata."""
+
+    key: str
+    type: object
+    default: object
+    help: str
+    resume: bool
+    valid: str | None
+    paper: str | None
+    aside: str | None
+    compared: str
+    architectures: tuple[str, ...]
+
+
+def _settings(cls, prefix: str = "") -> dict[str, Setting]:
+    found = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            found.update(_settings(hints[f.name], f"{f.name}."))
+        else:
+            found[prefix + f.name] = Setting(prefix + f.name, hints[f.name], f.default, **f.metadata)
+    return found
+
+
+# Every setting, in the order of the dataclasses: the one table the rest is derived from.
+SETTINGS: dict[str, Setting] = _settings(RunConfig)
+
 # What a resumed run may change: how long it trains, how it logs, checkpoints and validates, and the attention kernel
 # (the same results). Every other setting shapes the data plan (corpus, cleaning, tokenizer, batch sizes, seed), the
 # schedule, the loss or the model, which the position saved in a checkpoint assumes.
-RESUMABLE = {
-    "output_dir",
-    "model.attn_implementation",
-    "data.validation",
-    "data.bleu_sentences",
-    "train.max_steps",
-    "train.max_epochs",
-    "train.max_minutes",
-    "train.log_every",
-    "checkpoint.every_minutes",
-    "checkpoint.every_steps",
-    "checkpoint.keep",
-    "checkpoint.average_last",
-    "eval.every_steps",
-    "eval.num_beams",
-    "eval.max_tokens",
-}
+RESUMABLE = frozenset(key for key, s in SETTINGS.items() if s.resume)
+
+
+def describe_settings() -> str:
+    """Every key with its default and help, by section, for `vaswani-train --help`."""
+    lines, section = [], None
+    for key, s in SETTINGS.items():
+        head = key.partition(".")[0] if "." in key else None
+        if head != section and head is not None:
+            lines.append(f"  {head}:")
+            section = head
+        default = "null" if s.default is None else s.default
+        notes = [s.help]
+        if s.valid:
+            notes.append(f"valid: {s.valid}")
+        if s.resume:
+            notes.append("may change on --resume")
+        if key.startswith("model.") and s.architectures != ALL:
+            notes.append("architecture " + "/".join(s.architectures))
+        indent = "    " if head else "  "
+        lines.append(f"{indent}{key}={default}  {'; '.join(notes)}")
+    return "\n".join(lines)
 
 
 def _migrate(data: dict) -> None:
@@ -351,45 +514,24 @@ def _describe(hint) -> str:
     return "null" if hint is type(None) else hint.__name__
 
 
-_POSITIVE = {
-    "data.vocab_size",
-    "data.max_length",
-    "data.max_words",
-    "data.max_ratio",
-    "train.max_tokens",
-    "train.update_tokens",
-    "train.warmup_steps",
-    "train.lr_scale",
-    "train.max_steps",
-    "train.max_epochs",
-    "train.max_minutes",
-    "train.clip_norm",
-    "train.log_every",
-    "checkpoint.every_minutes",
-    "checkpoint.every_steps",
-    "checkpoint.keep",
-    "checkpoint.average_last",
-    "eval.every_steps",
-    "eval.num_beams",
-    "eval.max_tokens",
+# The ranges a `setting(valid=...)` may name: the words of the error message, and the test.
+RANGES = {
+    "> 0": ("positive", lambda value: value > 0),
+    ">= 0": (">= 0", lambda value: value >= 0),
+    "[0, 1)": ("in [0, 1)", lambda value: 0 <= value < 1),
 }
 
 
 def _validate(config, prefix: str) -> None:
     for f in dataclasses.fields(config):
-        key = f"{prefix}{f.name}"
-        value = getattr(config, f.name)
-        if key in _POSITIVE and value is not None and value <= 0:
-            raise ValueError(f"{key} must be positive, got {value!r}.")
+        valid, value = f.metadata.get("valid"), getattr(config, f.name)
+        if valid is not None and value is not None:
+            words, test = RANGES[valid]
+            if not test(value):
+                raise ValueError(f"{prefix}{f.name} must be {words}, got {value!r}: {f.metadata['help']}.")
     if isinstance(config, TrainArgs):
         if config.max_steps is None and config.max_epochs is None and config.max_minutes is None:
             raise ValueError("Set at least one of train.max_steps, train.max_epochs, train.max_minutes.")
-        if not 0.0 <= config.label_smoothing < 1.0:
-            raise ValueError(
-                f"train.label_smoothing must be in [0, 1) (the paper's is 0.1), got {config.label_smoothing}."
-            )
     if isinstance(config, DataArgs):
-        if config.bleu_sentences < 0:
-            raise ValueError(f"data.bleu_sentences must be >= 0, got {config.bleu_sentences}.")
         if config.src_lang == config.tgt_lang:
             raise ValueError(f"data.src_lang and data.tgt_lang are both {config.src_lang!r}.")

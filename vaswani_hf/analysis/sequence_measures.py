@@ -1,5 +1,6 @@
-"""Measurements behind the case against recurrence (§1, §4 and Table 1 of the paper) on whole translation models, any
-`AutoModelForSeq2SeqLM`: the Transformer and the recurrent encoder-decoder alike.
+"""Whole translation models measured as sentences grow, the case against recurrence (§1, §4 and Table 1 of the paper)
+in numbers: any `AutoModelForSeq2SeqLM`, the Transformer and the recurrent encoder-decoder alike. (`layer_comparison`
+measures single layers.)
 
 - `step_seconds`: the time of one training forward and backward as the sentences grow, beside `sequential_operations`,
   the operations of a layer that must run one after another (§4: O(1) for self-attention, O(n) for a recurrent layer).

@@ -1,20 +1,16 @@
-"""`scripts/benchmark_translation.py` on the trained toy model: each engine translates the test set in its own process,
-and the engines that run the same search in fp32 (ours with |Y| ** alpha, the converted Marian, CTranslate2) give the
-same translations. (The speed itself is the benchmark's business, not the tests'.)"""
+"""`vaswani_hf.benchmarks.translation` (scripts/benchmark_translation.py) on the trained toy model: each engine
+translates the test set in its own process, and the engines that run the same search in fp32 (ours with |Y| ** alpha,
+the converted Marian, CTranslate2) give the same translations. (The speed itself is the benchmark's business, not
+the tests'.)"""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from toy_task import as_text, toy_examples, word_tokenizer
+from vaswani_hf.benchmarks import translation as benchmark_translation
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark_translation.py"
-spec = importlib.util.spec_from_file_location("benchmark_translation", SCRIPT)
-benchmark_translation = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark_translation)
+from toy_task import as_text, toy_examples, word_tokenizer
 
 pytest.importorskip("ctranslate2")
 
@@ -46,6 +42,9 @@ def test_the_same_search_gives_the_same_translations_in_every_engine(trained_toy
     assert sum(line.startswith("| ") for line in lines) == len(runs) + 1
     # Where the time goes: the padding of each batching, as shares.
     shares = json.loads(output.read_text())["batching"]
+    record = json.loads(output.read_text())["provenance"]
+    assert record["command"].endswith(str(table)) and record["commit"] is not None
+    assert {"transformers", "torch", "accelerate"} <= set(record["versions"]) and record["cpu"]["model"]
     assert set(shares) == {"vaswani_hf", "marian"} and sum("batching:" in line for line in lines) == 2
     for share in shares.values():
         assert 0 <= share["source_padding_share"] < 1 and 0 <= share["decoder_padding_share"] < 1

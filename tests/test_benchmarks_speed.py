@@ -1,17 +1,13 @@
-"""`scripts/benchmark.py` measures what it says, on a tiny model: each engine's figures, the forced output lengths,
-the FLOP count and the table. (The speed itself is the benchmark's business, not the tests'.)"""
+"""`vaswani_hf.benchmarks.speed` (scripts/benchmark.py) measures what it says, on a tiny model: each engine's figures,
+the forced output lengths, the FLOP count and the table. (The speed itself is the benchmark's business, not the
+tests'.)"""
 
-import importlib.util
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "benchmark.py"
-spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark)
+from vaswani_hf.benchmarks import speed as benchmark
 
 TINY = ["--vocab-size", "64", "--d-model", "32", "--d-ff", "64", "--heads", "2", "--layers", "1"]
 TINY += ["--threads", "1", "--warmup", "0", "--repeats", "2", "--shape", "2x5"]
@@ -108,3 +104,11 @@ def test_compiled_training_measures_the_same_work(results):
     assert compiled["tokens_per_s"] > 0 and len(compiled["times"]) == 2
     assert compiled["flops_per_step"] == eager["flops_per_step"]
     assert "train (compiled)" in benchmark.table([{**asdict(cell), **compiled}], peak_tflops=1.0)
+
+
+def test_a_measurement_runs_in_a_worker_process_of_its_own():
+    """The driver runs each cell as `python -m vaswani_hf.benchmarks.speed --worker`, whichever script started it."""
+    args = benchmark.parse_args(TINY + ["--modes", "greedy", "--engines", "vaswani_hf"])
+    (cell,) = benchmark.cells(args)
+    figures = benchmark.in_fresh_process(asdict(cell), timeout=300)
+    assert figures["tokens_per_s"] > 0 and len(figures["times"]) == 2
