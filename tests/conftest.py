@@ -32,6 +32,20 @@ import torch
 
 from vaswani_hf import RNNConfig, VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
 
+@pytest.fixture(autouse=True, scope="session")
+def package_cache(tmp_path_factory):
+    """The package's cache (the default corpus, prepared corpora) in a folder of the session's, for this process and
+    the commands it starts: the suite never writes into the user's cache."""
+    folder = tmp_path_factory.mktemp("vaswani_hf_cache")
+    previous = os.environ.get("VASWANI_HF_CACHE")
+    os.environ["VASWANI_HF_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("VASWANI_HF_CACHE", None)
+    else:
+        os.environ["VASWANI_HF_CACHE"] = previous
+
+
 TINY = dict(
     vocab_size=64,
     d_model=16,

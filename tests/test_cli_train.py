@@ -36,6 +36,11 @@ def test_uninterrupted_run_writes_a_loadable_averaged_model(uninterrupted):
     assert summary["updates"] == 300
     # The last five of the checkpoints every 50 updates (§6.1).
     assert summary["averaged_checkpoints"] == [f"checkpoint-{s:08d}" for s in (100, 150, 200, 250, 300)]
+    # The precision the run trained in, and why: on a CPU with `auto`, the probe at the model's width.
+    chosen = json.loads((uninterrupted / "precision.json").read_text())
+    assert chosen["mixed_precision"] == summary["mixed_precision"] and chosen["why"]
+    if chosen["setting"] == "auto" and not torch.accelerator.is_available():
+        assert chosen["probe"]["block"]["d_model"] == 16 and chosen["probe"]["fp32_ms"] > 0
     model = AutoModelForSeq2SeqLM.from_pretrained(uninterrupted / "model")
     tokenizer = AutoTokenizer.from_pretrained(uninterrupted / "model")
     out = model.generate(**tokenizer(["the dog"], return_tensors="pt"), num_beams=1)
@@ -89,7 +94,7 @@ def test_two_processes_make_the_same_update_as_one(corpus, tmp_path):
     # Pick an update size whose first update splits evenly across two processes, so both runs see the same
     # global batch; the test then compares the weights after that update.
     data = RunConfig.load("base", overrides(corpus, tmp_path)).data
-    tokenizer_dataset = prepare_corpus(data)["train"]
+    tokenizer_dataset = prepare_corpus(data)[0]["train"]
     from transformers import AutoTokenizer
 
     tokenized, _ = tokenize_pairs(

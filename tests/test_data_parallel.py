@@ -285,3 +285,15 @@ def test_tokenize_pairs_names_a_missing_column_language_or_text(bpe):
     rows = [{"translation": {"en": "a", "de": "b"}}, {"translation": {"en": "a", "de": None}}]
     with pytest.raises(ValueError, match="row 1 has no 'de' text"):
         tokenize_pairs(Dataset.from_list(rows), bpe, **LANGS)
+
+
+def test_normalise_whitespace_joins_every_kind_of_whitespace_run():
+    import re
+
+    from vaswani_hf.data.parallel import normalise_whitespace
+
+    spaces = "".join(chr(c) for c in range(0x3001) if re.fullmatch(r"\s", chr(c)))
+    assert len(spaces) == 29  # tab to ideographic space, the separators U+2028/9 and U+001C-F among them
+    text = f"{spaces}a{spaces}b c\u00a0\u00a0d{spaces}"
+    assert normalise_whitespace(text) == "a b c d" == re.sub(r"\s+", " ", text).strip()
+    assert normalise_whitespace(None) == normalise_whitespace("") == ""

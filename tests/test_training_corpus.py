@@ -2,6 +2,7 @@
 refused."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -52,27 +53,42 @@ def data_args(**overrides):
     return SimpleNamespace(**{"tokenizer": None, "vocab_size": 60, "src_lang": "en", "tgt_lang": "de", **overrides})
 
 
-def pairs(words: str):
-    from datasets import Dataset
+def pairs(words: str, cache: Path):
+    """The prepared training text of a small corpus built around `words`."""
+    from vaswani_hf.data.parallel import parallel_source
+    from vaswani_hf.data.prepared import prepare_text
 
-    return Dataset.from_dict({"translation": [{"en": f"{w} {words}", "de": f"{words} {w}"} for w in "abcdefgh"] * 5})
+    path = cache / f"{words}.jsonl"
+    rows = [{"en": f"{w} {words}", "de": f"{words} {w}"} for w in "abcdefgh"] * 5
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    source = parallel_source(path, src_lang="en", tgt_lang="de")
+    return prepare_text(source, cache, src_lang="en", tgt_lang="de", clean=False, max_words=None, max_ratio=None)
 
 
 def test_a_tokenizer_left_by_a_run_over_another_corpus_is_replaced_and_said(tmp_path):
     """A failed run leaves its tokenizer; a new run over another corpus into the same folder must not reuse it
     silently. The tokenizer records what it was made from; the same source reuses it, another replaces it, both said
     out loud."""
-    run_dir, said = RunDir(tmp_path), []
-    first = load_or_train_tokenizer(data_args(), pairs("the house"), run_dir, resume=False, log=said.append)
-    assert json.loads(run_dir.tokenizer_source.read_text())["vocab_size"] == 60 and said == []
-    load_or_train_tokenizer(data_args(), pairs("the house"), run_dir, resume=False, log=said.append)
-    assert said[-1].startswith("reusing the tokenizer")
-    other = load_or_train_tokenizer(data_args(), pairs("ein Baum"), run_dir, resume=False, log=said.append)
-    assert said[-1].startswith(f"replacing the tokenizer in {run_dir.tokenizer}") and "made from" in said[-1]
+    run_dir, said = RunDir(tmp_path / "run"), []
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    house, tree = pairs("the house", cache), pairs("ein Baum", cache)
+    def load(text, **overrides):
+        said.clear()
+        return load_or_train_tokenizer(data_args(**overrides), text, run_dir, resume=False, log=said.append)
+
+    first = load(house)
+    assert json.loads(run_dir.tokenizer_source.read_text())["vocab_size"] == 60
+    assert said == ["tokenizer: a shared BPE trained on 40 pairs in 0 s"]
+    load(house)
+    assert len(said) == 1 and said[0].startswith("reusing the tokenizer")
+    other = load(tree)
+    assert said[0].startswith(f"replacing the tokenizer in {run_dir.tokenizer}") and "made from" in said[0]
     assert first.get_vocab() != other.get_vocab()
-    load_or_train_tokenizer(data_args(vocab_size=70), pairs("ein Baum"), run_dir, resume=False, log=said.append)
-    assert said[-1].startswith("replacing") and "'vocab_size': 60" in said[-1]
+    load(tree, vocab_size=70)
+    assert said[0].startswith("replacing") and "'vocab_size': 60" in said[0]
     run_dir.tokenizer_source.unlink()  # a tokenizer from before the record
-    load_or_train_tokenizer(data_args(vocab_size=70), pairs("ein Baum"), run_dir, resume=False, log=said.append)
-    assert said[-1].endswith("it records no source")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer"]  # no temporary folder left
+    load(tree, vocab_size=70)
+    # The BPE of this corpus and size was trained once, and is loaded from beside the prepared text since.
+    assert said == [f"replacing the tokenizer in {run_dir.tokenizer}, left by an earlier run: it records no source"]
+    assert sorted(p.name for p in run_dir.root.iterdir()) == ["tokenizer"]  # no temporary folder left

@@ -53,6 +53,11 @@ class RunDir:
         return self.root / "corpus.json"
 
     @property
+    def precision_record(self) -> Path:
+        """The training precision and why: the setting, or what the CPU probe measured."""
+        return self.root / "precision.json"
+
+    @property
     def tokenizer(self) -> Path:
         return self.root / "tokenizer"
 

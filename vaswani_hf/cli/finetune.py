@@ -154,7 +154,12 @@ def main(argv=None) -> int:
     except ValueError as error:
         sys.exit(f"error: {args.model_dir}: {error}")
     max_length = source_limit(args, model)
-    precision, why = resolve_mixed_precision(args.mixed_precision)
+    precision, why, _ = resolve_mixed_precision(
+        args.mixed_precision,
+        # The probe's block at the model's width, where the config names it as the paper does.
+        d_model=getattr(model.config, "d_model", None) or 512,
+        d_ff=getattr(model.config, "d_ff", None) or 2048,
+    )
     print(f"mixed precision: {precision} (--mixed-precision {args.mixed_precision}: {why})")
 
     def prepare(path, split):

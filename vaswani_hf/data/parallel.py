@@ -5,23 +5,23 @@ Every loader returns a ``datasets.Dataset`` with one column ``translation`` whos
 WMT data, local files and the built-in default corpus all feed the same training code.
 """
 
+import functools
 import hashlib
 import json
 import os
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, DatasetDict, Features, Translation
+from transformers import PreTrainedTokenizerFast
 
 # The one reader of sentence files (a line ends at \n only; a byte-order mark is dropped), shared with test sets.
-from ..files import iter_lines, read_lines
+from ..files import iter_lines
 
 # Rows are turned into Arrow in chunks of this size, so a multi-million-line corpus never exists as one Python list.
 _CHUNK_ROWS = 100_000
-_WHITESPACE = re.compile(r"\s+")
 
 # Reasons recorded per row by clean_parallel, in the order the filters apply.
 _KEEP, _EMPTY, _TOO_LONG, _RATIO = 0, 1, 2, 3
@@ -63,6 +63,32 @@ def _require_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
+def count_lines(path: str | os.PathLike) -> int:
+    """The number of lines `iter_lines` gives for a file, counted on its bytes (a gigabyte in about a second)."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as file:
+        while block := file.read(1 << 24):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def iter_aligned_text(src_path: Path, tgt_path: Path) -> Iterator[tuple[str, str]]:
+    """Pairs of two line-aligned text files, read as a stream: line i of one with line i of the other.
+
+    Raises:
+        ValueError: if the files have different numbers of lines, before any pair is given.
+    """
+    # Counted first: a mismatch found at the end of a multi-gigabyte corpus would come after all the work on it.
+    src_count, tgt_count = count_lines(src_path), count_lines(tgt_path)
+    if src_count != tgt_count:
+        raise ValueError(
+            f"the files are not line-aligned: {str(src_path)!r} has {src_count} lines but {str(tgt_path)!r} has "
+            f"{tgt_count}; line i of one must translate line i of the other"
+        )
+    yield from zip(iter_lines(src_path), iter_lines(tgt_path), strict=True)
+
+
 def read_aligned_text(
     src_path: str | os.PathLike, tgt_path: str | os.PathLike, *, src_lang: str, tgt_lang: str
 ) -> Dataset:
@@ -75,14 +101,8 @@ def read_aligned_text(
     _check_langs(src_lang, tgt_lang)
     src_path = _require_file(src_path, f"{src_lang} text file")
     tgt_path = _require_file(tgt_path, f"{tgt_lang} text file")
-    src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
-    if len(src_lines) != len(tgt_lines):
-        raise ValueError(
-            f"the files are not line-aligned: {str(src_path)!r} has {len(src_lines)} lines but {str(tgt_path)!r} "
-            f"has {len(tgt_lines)}; line i of one must translate line i of the other"
-        )
     return _build(
-        zip(src_lines, tgt_lines, strict=True), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(src_path)!r}"
+        iter_aligned_text(src_path, tgt_path), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(src_path)!r}"
     )
 
 
@@ -104,27 +124,28 @@ def read_tsv(
     if src_column == tgt_column:
         raise ValueError(f"src_column and tgt_column must differ, both are {src_column}")
     path = _require_file(path, "TSV file")
+    return _build(iter_tsv(path, src_column, tgt_column), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(path)!r}")
+
+
+def iter_tsv(path: Path, src_column: int = 0, tgt_column: int = 1) -> Iterator[tuple[str, str]]:
+    """The pairs of a TSV file, read as a stream (see :func:`read_tsv`, which checks the arguments)."""
     needed = max(src_column, tgt_column) + 1
-
-    def pairs() -> Iterator[tuple[str, str]]:
-        # A plain split, not the csv module: csv would end a row at a lone "\r" inside a sentence.
-        for number, line in enumerate(iter_lines(path), start=1):
-            fields = line.split("\t") if line else []
-            if len(fields) < needed:
-                raise ValueError(
-                    f"{str(path)!r} line {number}: {len(fields)} tab-separated field(s), but "
-                    f"src_column={src_column} and tgt_column={tgt_column} need at least {needed}"
-                )
-            if len(fields) > 2 and (src_column, tgt_column) == (0, 1):
-                # A third field is not a sentence pair's: a tab inside a sentence, or a corpus with other columns
-                # (ids, scores), whose fields would otherwise be dropped unseen.
-                raise ValueError(
-                    f"{str(path)!r} line {number}: {len(fields)} tab-separated fields where a pair has 2 (source, "
-                    "target); remove the others, or name the columns with read_tsv(src_column=..., tgt_column=...)"
-                )
-            yield fields[src_column], fields[tgt_column]
-
-    return _build(pairs(), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(path)!r}")
+    # A plain split, not the csv module: csv would end a row at a lone "\r" inside a sentence.
+    for number, line in enumerate(iter_lines(path), start=1):
+        fields = line.split("\t") if line else []
+        if len(fields) < needed:
+            raise ValueError(
+                f"{str(path)!r} line {number}: {len(fields)} tab-separated field(s), but "
+                f"src_column={src_column} and tgt_column={tgt_column} need at least {needed}"
+            )
+        if len(fields) > 2 and (src_column, tgt_column) == (0, 1):
+            # A third field is not a sentence pair's: a tab inside a sentence, or a corpus with other columns
+            # (ids, scores), whose fields would otherwise be dropped unseen.
+            raise ValueError(
+                f"{str(path)!r} line {number}: {len(fields)} tab-separated fields where a pair has 2 (source, "
+                "target); remove the others, or name the columns with read_tsv(src_column=..., tgt_column=...)"
+            )
+        yield fields[src_column], fields[tgt_column]
 
 
 def read_jsonl(path: str | os.PathLike, *, src_lang: str, tgt_lang: str) -> Dataset:
@@ -138,34 +159,35 @@ def read_jsonl(path: str | os.PathLike, *, src_lang: str, tgt_lang: str) -> Data
     """
     _check_langs(src_lang, tgt_lang)
     path = _require_file(path, "JSON Lines file")
+    return _build(iter_jsonl(path, src_lang, tgt_lang), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(path)!r}")
 
-    def pairs() -> Iterator[tuple[str, str]]:
-        for number, line in enumerate(iter_lines(path), start=1):
-            if not line.strip():
-                continue
-            where = f"{str(path)!r} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
+
+def iter_jsonl(path: Path, src_lang: str, tgt_lang: str) -> Iterator[tuple[str, str]]:
+    """The pairs of a JSON Lines file, read as a stream (see :func:`read_jsonl`)."""
+    for number, line in enumerate(iter_lines(path), start=1):
+        if not line.strip():
+            continue
+        where = f"{str(path)!r} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{where}: invalid JSON ({err.msg}); the file must hold one JSON object per line"
+            ) from err
+        if isinstance(record, dict) and isinstance(record.get("translation"), dict):
+            record = record["translation"]
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        for lang in (src_lang, tgt_lang):
+            if lang not in record:
                 raise ValueError(
-                    f"{where}: invalid JSON ({err.msg}); the file must hold one JSON object per line"
-                ) from err
-            if isinstance(record, dict) and isinstance(record.get("translation"), dict):
-                record = record["translation"]
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            for lang in (src_lang, tgt_lang):
-                if lang not in record:
-                    raise ValueError(
-                        f"{where}: no {lang!r} key (found {sorted(record)}); expected "
-                        f'{{"translation": {{"{src_lang}": ..., "{tgt_lang}": ...}}}} or '
-                        f'{{"{src_lang}": ..., "{tgt_lang}": ...}}'
-                    )
-                if not isinstance(record[lang], str):
-                    raise ValueError(f"{where}: {lang!r} must be a string, got {type(record[lang]).__name__}")
-            yield record[src_lang], record[tgt_lang]
-
-    return _build(pairs(), src_lang=src_lang, tgt_lang=tgt_lang, name=f"{str(path)!r}")
+                    f"{where}: no {lang!r} key (found {sorted(record)}); expected "
+                    f'{{"translation": {{"{src_lang}": ..., "{tgt_lang}": ...}}}} or '
+                    f'{{"{src_lang}": ..., "{tgt_lang}": ...}}'
+                )
+            if not isinstance(record[lang], str):
+                raise ValueError(f"{where}: {lang!r} must be a string, got {type(record[lang]).__name__}")
+        yield record[src_lang], record[tgt_lang]
 
 
 def _languages_of(ds: Dataset) -> list[str]:
@@ -224,6 +246,28 @@ def from_translation_dataset(ds: Dataset, *, src_lang: str, tgt_lang: str) -> Da
     )
 
 
+def encode_pairs(tokenizer, sources: list[str], targets: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of sources and targets, each ending with </s>: `input_ids` and `labels`.
+
+    A plain `tokenizers` tokenizer (the one `train_shared_bpe` makes, as `from_pretrained` loads it) encodes through
+    its Rust backend in parallel batches, about 1.7x the rate of the `tokenizer(...)` call, whose Python side builds
+    masks and encodings that are thrown away here; every other tokenizer goes through its call, with `text_target` for
+    the targets, so that one with a separate target vocabulary (Marian's) encodes the labels with it.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (
+        type(tokenizer) is PreTrainedTokenizerFast
+        and backend is not None
+        and backend.truncation is None
+        and backend.padding is None
+    ):
+        return [e.ids for e in backend.encode_batch(sources)], [e.ids for e in backend.encode_batch(targets)]
+    return (
+        tokenizer(sources, return_attention_mask=False, verbose=False)["input_ids"],
+        tokenizer(text_target=targets, return_attention_mask=False, verbose=False)["input_ids"],
+    )
+
+
 def tokenize_pairs(
     ds: Dataset,
     tokenizer,
@@ -255,11 +299,12 @@ def tokenize_pairs(
                         f"row {index} has no {lang!r} text; read the corpus with load_parallel, which checks every "
                         "row, or drop the row"
                     )
-        return {
-            "input_ids": tokenizer([pair[src_lang] for pair in batch["translation"]])["input_ids"],
-            # text_target: a tokenizer with a separate target vocabulary (Marian's) encodes the labels with it.
-            "labels": tokenizer(text_target=[pair[tgt_lang] for pair in batch["translation"]])["input_ids"],
-        }
+        input_ids, labels = encode_pairs(
+            tokenizer,
+            [pair[src_lang] for pair in batch["translation"]],
+            [pair[tgt_lang] for pair in batch["translation"]],
+        )
+        return {"input_ids": input_ids, "labels": labels}
 
     encoded = ds.map(
         encode, batched=True, with_indices=True, num_proc=num_proc, remove_columns=ds.column_names, desc="Tokenizing"
@@ -301,12 +346,59 @@ def load_parallel(
         ValueError: if the corpus is malformed or empty, or ``split`` is not in a DatasetDict.
         TypeError: if ``path_or_dataset`` is neither a path nor a Dataset/DatasetDict.
     """
+    source = parallel_source(path_or_dataset, src_lang=src_lang, tgt_lang=tgt_lang, tgt_path=tgt_path, split=split)
+    if source.dataset is not None:
+        return source.dataset
+    return _build(source.pairs(), src_lang=src_lang, tgt_lang=tgt_lang, name=source.name)
+
+
+@dataclass(frozen=True)
+class ParallelSource:
+    """A parallel corpus found but not read: its name, a stream of its pairs, and what identifies its content.
+
+    Text corpora (aligned files, TSV, JSON Lines) are read as a stream by `pairs()`, so that a corpus of millions of
+    pairs can be cleaned and tokenized without ever being held in memory (`vaswani_hf.data.prepared`); a corpus that
+    is a `Dataset` already (a saved folder, the Hub, one passed in) streams its Arrow record batches.
+    """
+
+    name: str
+    # A new stream of (source, target) pairs at each call.
+    pairs: Callable[[], Iterator[tuple[str, str]]]
+    # The files whose bytes are the corpus: text files, or the Arrow files under a Dataset.
+    files: tuple[Path, ...] = ()
+    # The corpus as a Dataset of the WMT layout, when it is one.
+    dataset: Dataset | None = None
+
+    def fingerprint(self) -> str | None:
+        """A hash of the files the corpus is read from (their bytes, in order), or None for a Dataset held in memory,
+        which only reading it whole could identify."""
+        if not self.files:
+            return None
+        digest = hashlib.sha256()
+        for path in self.files:
+            digest.update(f"\x00{path.name}\x00".encode())
+            with open(path, "rb") as file:
+                while block := file.read(1 << 24):
+                    digest.update(block)
+        return digest.hexdigest()
+
+
+def parallel_source(
+    path_or_dataset: str | os.PathLike | Dataset | DatasetDict,
+    *,
+    src_lang: str,
+    tgt_lang: str,
+    tgt_path: str | os.PathLike | None = None,
+    split: str = "train",
+) -> ParallelSource:
+    """Finds the corpus that :func:`load_parallel` would load, without reading its text files (see there for the
+    forms it takes and the errors)."""
     _check_langs(src_lang, tgt_lang)
     source = path_or_dataset
     if isinstance(source, DatasetDict):
         source = _pick_split(source, split)
     if isinstance(source, Dataset):
-        return from_translation_dataset(source, src_lang=src_lang, tgt_lang=tgt_lang)
+        return _dataset_source(source, "the Dataset given", src_lang, tgt_lang)
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
             f"path_or_dataset must be a path, 'hub:NAME[:CONFIG]', a Dataset or a DatasetDict, got {source!r}"
@@ -319,16 +411,18 @@ def load_parallel(
                 f"{source!r} names no dataset; write 'hub:NAME' or 'hub:NAME:CONFIG', e.g. 'hub:wmt14:de-en'"
             )
         ds = datasets.load_dataset(name, config or None, split=split)
-        return from_translation_dataset(ds, src_lang=src_lang, tgt_lang=tgt_lang)
+        return _dataset_source(ds, source, src_lang, tgt_lang)
 
     path = Path(source)
     if tgt_path is not None:
-        return read_aligned_text(path, tgt_path, src_lang=src_lang, tgt_lang=tgt_lang)
+        return _aligned_source(path, Path(tgt_path), src_lang, tgt_lang)
     suffix = path.suffix.lower()
     if suffix == ".tsv":
-        return read_tsv(path, src_lang=src_lang, tgt_lang=tgt_lang)
+        path = _require_file(path, "TSV file")
+        return ParallelSource(repr(str(path)), functools.partial(iter_tsv, path), files=(path,))
     if suffix in (".jsonl", ".json"):
-        return read_jsonl(path, src_lang=src_lang, tgt_lang=tgt_lang)
+        path = _require_file(path, "JSON Lines file")
+        return ParallelSource(repr(str(path)), functools.partial(iter_jsonl, path, src_lang, tgt_lang), files=(path,))
     if path.is_dir():
         if not any((path / marker).is_file() for marker in ("state.json", "dataset_dict.json")):
             raise FileNotFoundError(
@@ -338,11 +432,11 @@ def load_parallel(
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, DatasetDict):
             loaded = _pick_split(loaded, split)
-        return from_translation_dataset(loaded, src_lang=src_lang, tgt_lang=tgt_lang)
+        return _dataset_source(loaded, repr(str(path)), src_lang, tgt_lang)
 
     src_file, tgt_file = Path(f"{path}.{src_lang}"), Path(f"{path}.{tgt_lang}")
     if src_file.is_file() and tgt_file.is_file():
-        return read_aligned_text(src_file, tgt_file, src_lang=src_lang, tgt_lang=tgt_lang)
+        return _aligned_source(src_file, tgt_file, src_lang, tgt_lang)
     if src_file.is_file() or tgt_file.is_file():
         missing = tgt_file if src_file.is_file() else src_file
         raise FileNotFoundError(
@@ -353,6 +447,25 @@ def load_parallel(
         f"the aligned text files {str(src_file)!r} and {str(tgt_file)!r}. Pass tgt_path= for two text files with "
         "other names, or 'hub:NAME[:CONFIG]' for a Hugging Face Hub dataset"
     )
+
+
+def _aligned_source(src_path: Path, tgt_path: Path, src_lang: str, tgt_lang: str) -> ParallelSource:
+    src_path = _require_file(src_path, f"{src_lang} text file")
+    tgt_path = _require_file(tgt_path, f"{tgt_lang} text file")
+    pairs = functools.partial(iter_aligned_text, src_path, tgt_path)
+    return ParallelSource(repr(str(src_path)), pairs, files=(src_path, tgt_path))
+
+
+def _dataset_source(ds: Dataset, name: str, src_lang: str, tgt_lang: str) -> ParallelSource:
+    ds = from_translation_dataset(ds, src_lang=src_lang, tgt_lang=tgt_lang)
+
+    def pairs() -> Iterator[tuple[str, str]]:
+        for batch in ds.with_format("arrow").iter(batch_size=_CHUNK_ROWS):
+            column = batch.column("translation").combine_chunks()
+            yield from zip(column.field(src_lang).to_pylist(), column.field(tgt_lang).to_pylist(), strict=True)
+
+    files = tuple(Path(entry["filename"]) for entry in ds.cache_files)
+    return ParallelSource(name, pairs, files=files, dataset=ds)
 
 
 def _pick_split(dd: DatasetDict, split: str) -> Dataset:
@@ -383,10 +496,56 @@ class CleaningReport:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def check_not_empty(self) -> None:
+        """Raises ValueError, naming the filter that removed the last pairs, when no pair was kept."""
+        if self.kept:
+            return
+        stages = [
+            ("empty", "a side shorter than min_chars"),
+            ("too_long", "a side longer than max_words"),
+            ("ratio", "a word-length ratio above max_ratio"),
+            ("duplicates", "an exact duplicate"),
+        ]
+        name, why = [(name, why) for name, why in stages if getattr(self, name)][-1]
+        raise ValueError(
+            f"cleaning removed every pair ({self}): the {name} filter ({why}) removed the last ones; check the "
+            "languages, the data and the thresholds"
+        )
+
 
 def normalise_whitespace(text: str | None) -> str:
     """Every run of whitespace (newlines, tabs, non-breaking spaces) as one space, none at either end; None as ""."""
-    return _WHITESPACE.sub(" ", text).strip() if text else ""
+    # str.split() splits at exactly the characters the regex \s matches (str.isspace), in a tenth of its time.
+    return " ".join(text.split()) if text else ""
+
+
+def pair_verdict(src: str, tgt: str, *, min_chars: int, max_words: int | None, max_ratio: float | None) -> int:
+    """Which filter of :func:`clean_parallel` drops a pair whose whitespace is normalised (`_EMPTY`, `_TOO_LONG`,
+    `_RATIO`), or `_KEEP`; duplicates are judged apart, by `pair_key`."""
+    if len(src) < min_chars or len(tgt) < min_chars:
+        return _EMPTY
+    n_src, n_tgt = len(src.split()), len(tgt.split())
+    longer, shorter = max(n_src, n_tgt), min(n_src, n_tgt)
+    if max_words is not None and longer > max_words:
+        return _TOO_LONG
+    if max_ratio is not None and shorter >= 1 and longer > 3 and longer > max_ratio * shorter:
+        return _RATIO
+    return _KEEP
+
+
+def pair_key(src: str, tgt: str) -> bytes:
+    """A 128-bit digest that stands in for a pair when duplicates are sought: far smaller than the two strings."""
+    return hashlib.blake2b(f"{src}\0{tgt}".encode(), digest_size=16).digest()
+
+
+def check_cleaning_settings(min_chars: int, max_words: int | None, max_ratio: float | None) -> None:
+    """Raises ValueError naming a cleaning threshold that is out of range."""
+    if isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0:
+        raise ValueError(f"min_chars must be a non-negative int, got {min_chars!r}")
+    if max_words is not None and (isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 1):
+        raise ValueError(f"max_words must be a positive int or None, got {max_words!r}")
+    if max_ratio is not None and not max_ratio >= 1:
+        raise ValueError(f"max_ratio must be a number >= 1 or None, got {max_ratio!r}")
 
 
 def clean_parallel(
@@ -418,12 +577,7 @@ def clean_parallel(
             names the filter that removed the last ones).
     """
     _check_langs(src_lang, tgt_lang)
-    if isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0:
-        raise ValueError(f"min_chars must be a non-negative int, got {min_chars!r}")
-    if max_words is not None and (isinstance(max_words, bool) or not isinstance(max_words, int) or max_words < 1):
-        raise ValueError(f"max_words must be a positive int or None, got {max_words!r}")
-    if max_ratio is not None and not max_ratio >= 1:
-        raise ValueError(f"max_ratio must be a number >= 1 or None, got {max_ratio!r}")
+    check_cleaning_settings(min_chars, max_words, max_ratio)
     _check_dataset_langs(ds, src_lang, tgt_lang)
     if len(ds) == 0:
         raise ValueError("clean_parallel got an empty dataset: 0 pairs to clean")
@@ -433,18 +587,8 @@ def clean_parallel(
         for pair in batch["translation"]:
             src, tgt = normalise_whitespace(pair[src_lang]), normalise_whitespace(pair[tgt_lang])
             translations.append({**pair, src_lang: src, tgt_lang: tgt})
-            n_src, n_tgt = len(src.split()), len(tgt.split())
-            longer, shorter = max(n_src, n_tgt), min(n_src, n_tgt)
-            if len(src) < min_chars or len(tgt) < min_chars:
-                reasons.append(_EMPTY)
-            elif max_words is not None and longer > max_words:
-                reasons.append(_TOO_LONG)
-            elif max_ratio is not None and shorter >= 1 and longer > 3 and longer > max_ratio * shorter:
-                reasons.append(_RATIO)
-            else:
-                reasons.append(_KEEP)
-            # A 128-bit digest stands in for the pair in the duplicate set: far smaller than the two strings.
-            keys.append(hashlib.blake2b(f"{src}\0{tgt}".encode(), digest_size=16).digest())
+            reasons.append(pair_verdict(src, tgt, min_chars=min_chars, max_words=max_words, max_ratio=max_ratio))
+            keys.append(pair_key(src, tgt))
         return {"translation": translations, "_clean_reason": reasons, "_clean_key": keys}
 
     features = ds.features.copy()
@@ -475,17 +619,6 @@ def clean_parallel(
         ratio=counts[_RATIO],
         duplicates=duplicates,
     )
-    if not keep:
-        stages = [
-            ("empty", "a side shorter than min_chars"),
-            ("too_long", "a side longer than max_words"),
-            ("ratio", "a word-length ratio above max_ratio"),
-            ("duplicates", "an exact duplicate"),
-        ]
-        name, why = [(name, why) for name, why in stages if getattr(report, name)][-1]
-        raise ValueError(
-            f"clean_parallel removed every pair ({report}): the {name} filter ({why}) removed the last ones; "
-            "check the languages, the data and the thresholds"
-        )
+    report.check_not_empty()
     cleaned = checked.select(keep).remove_columns(["_clean_reason", "_clean_key"])
     return cleaned, report

@@ -113,7 +113,7 @@ def _test_pairs(settings: StudySettings) -> tuple[list[str], list[str]]:
 def _validation_set(run_dir: Path, tokenizer):
     """The validation split of a run, as `vaswani-train` prepared it from its run config, tokenized; None without."""
     data = RunConfig.load(RunDir(run_dir).run_config).data
-    corpus = prepare_corpus(data)
+    corpus, _ = prepare_corpus(data)  # the training pairs come from the cache the run prepared
     if "validation" not in corpus:
         return None
     return tokenize_pairs(corpus["validation"], tokenizer, src_lang=data.src_lang, tgt_lang=data.tgt_lang)[0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
+import time
 from pathlib import Path
 
+from datasets import DatasetDict
+
+from ..data.prepared import PreparedText, prepare_text
 from ..files import AtomicDir
 from ..run_dir import RunDir
 
@@ -24,16 +27,24 @@ def check_tokenizer(config, tokenizer) -> None:
             )
 
 
-def prepare_corpus(data_args, log=None):
-    """The run's `DatasetDict`: `train` (cleaned), and `validation` plus any test splits the corpus has.
+def prepared_cache_dir() -> Path:
+    """Where prepared corpora are kept: `prepared/` in the package's cache (`VASWANI_HF_CACHE`)."""
+    from ..data.default_corpus import default_cache_dir
+
+    return default_cache_dir() / "prepared"
+
+
+def prepare_corpus(data_args, log=None) -> tuple[DatasetDict, PreparedText]:
+    """The run's corpus: a `DatasetDict` with `train` (cleaned, memory-mapped from the prepared cache) and
+    `validation` when there is one, and the `PreparedText` the training pairs are tokenized from.
 
     `data_args.corpus == "default"` is the built-in English-German corpus; anything else goes to
-    `vaswani_hf.data.parallel.load_parallel`, with `data_args.validation` the same way.
+    `vaswani_hf.data.parallel.parallel_source`, with `data_args.validation` read by `load_parallel`. The training
+    split is streamed through cleaning into the cache once (`vaswani_hf.data.prepared`); later starts open it there.
     """
-    from datasets import DatasetDict
+    from ..data.parallel import load_parallel, parallel_source
 
-    from ..data.parallel import clean_parallel, load_parallel
-
+    splits = {}
     if data_args.corpus == "default":
         from ..data.default_corpus import load_default_corpus
 
@@ -42,26 +53,27 @@ def prepare_corpus(data_args, log=None):
                 f"The default corpus is English-German; data.src_lang/tgt_lang are {data_args.src_lang!r}/"
                 f"{data_args.tgt_lang!r}. Use en/de, or point data.corpus at your own files."
             )
-        corpus = DatasetDict(load_default_corpus())
+        default = load_default_corpus()
+        source = parallel_source(default["train"], src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang)
+        splits = {name: split for name, split in default.items() if name != "train"}
     else:
-        corpus = DatasetDict(
-            train=load_parallel(data_args.corpus, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang)
-        )
+        source = parallel_source(data_args.corpus, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang)
+    text = prepare_text(
+        source,
+        prepared_cache_dir(),
+        src_lang=data_args.src_lang,
+        tgt_lang=data_args.tgt_lang,
+        clean=data_args.clean,
+        max_words=data_args.max_words,
+        max_ratio=data_args.max_ratio,
+        log=log,
+    )
+    corpus = DatasetDict(train=text.dataset, **splits)
     if data_args.validation is not None:
         corpus["validation"] = load_parallel(
             data_args.validation, src_lang=data_args.src_lang, tgt_lang=data_args.tgt_lang, split="validation"
         )
-    if data_args.clean:
-        corpus["train"], report = clean_parallel(
-            corpus["train"],
-            src_lang=data_args.src_lang,
-            tgt_lang=data_args.tgt_lang,
-            max_words=data_args.max_words,
-            max_ratio=data_args.max_ratio,
-        )
-        if log:
-            log(f"cleaning: {report}")
-    return corpus
+    return corpus, text
 
 
 def check_corpus_record(data_args, run_dir: RunDir, *, resume: bool, write: bool) -> dict | None:
@@ -89,36 +101,54 @@ def check_corpus_record(data_args, run_dir: RunDir, *, resume: bool, write: bool
     return record
 
 
-def tokenizer_source(data_args, train_split) -> dict:
+def tokenizer_source(data_args, text: PreparedText) -> dict:
     """What a run's tokenizer is made from: the saved tokenizer it copies (`data.tokenizer`), or the vocabulary size,
-    languages and a hash of the training texts a shared BPE is trained on."""
+    languages and prepared training text (its key: the corpus's content and the cleaning) a shared BPE is trained on."""
     if data_args.tokenizer is not None:
         return {"from": str(Path(data_args.tokenizer).resolve())}
-    digest = hashlib.sha256()
-    for pair in train_split["translation"]:
-        for lang in (data_args.src_lang, data_args.tgt_lang):
-            digest.update(pair[lang].encode())
-            digest.update(b"\x00")
     return {
-        "trained_on_sha256": digest.hexdigest(),
+        "trained_on": text.key,
         "vocab_size": data_args.vocab_size,
         "languages": [data_args.src_lang, data_args.tgt_lang],
     }
 
 
-def load_or_train_tokenizer(data_args, train_split, run_dir: RunDir, *, resume: bool, log=None):
-    """The run's tokenizer, kept in `run_dir.tokenizer` so the run is complete on its own: on resume, the one there;
-    otherwise the one there if it was made from the same source (`tokenizer_source`, recorded beside it), else
-    `data.tokenizer` if set, else a shared BPE trained on the training split (§5.1). A tokenizer left by an earlier
-    run over another corpus or with other settings is replaced, and `log` says so."""
+def shared_bpe(data_args, text: PreparedText, log=None):
+    """The shared BPE (§5.1) of `data.vocab_size` tokens trained on the prepared training text, kept beside it so that
+    every later run on the same corpus loads it instead of training again."""
     from transformers import AutoTokenizer
 
     from ..tokenization import train_shared_bpe
 
+    folder = text.folder / f"tokenizer-{data_args.vocab_size}"
+    if not (folder / "tokenizer.json").is_file():
+        started = time.perf_counter()
+        tokenizer = train_shared_bpe(
+            text.texts((data_args.src_lang, data_args.tgt_lang)), vocab_size=data_args.vocab_size
+        )
+        try:
+            with AtomicDir(folder) as staging:
+                tokenizer.save_pretrained(staging)
+        except FileExistsError:
+            pass  # another process trained the same one first
+        if log:
+            log(
+                f"tokenizer: a shared BPE trained on {text.record['pairs']} pairs in {time.perf_counter() - started:.0f} s"
+            )
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def load_or_train_tokenizer(data_args, text: PreparedText, run_dir: RunDir, *, resume: bool, log=None):
+    """The run's tokenizer, kept in `run_dir.tokenizer` so the run is complete on its own: on resume, the one there;
+    otherwise the one there if it was made from the same source (`tokenizer_source`, recorded beside it), else
+    `data.tokenizer` if set, else the shared BPE of the prepared training text (`shared_bpe`). A tokenizer left by an
+    earlier run over another corpus or with other settings is replaced, and `log` says so."""
+    from transformers import AutoTokenizer
+
     directory = run_dir.tokenizer
     if resume:
         return AutoTokenizer.from_pretrained(directory)
-    source = tokenizer_source(data_args, train_split)
+    source = tokenizer_source(data_args, text)
     if (directory / "tokenizer.json").exists():
         recorded = run_dir.read_json(run_dir.tokenizer_source) if run_dir.tokenizer_source.is_file() else None
         if recorded == source:
@@ -131,10 +161,7 @@ def load_or_train_tokenizer(data_args, train_split, run_dir: RunDir, *, resume: 
     if data_args.tokenizer is not None:
         tokenizer = AutoTokenizer.from_pretrained(data_args.tokenizer)
     else:
-        texts = (
-            pair[lang] for pair in train_split["translation"] for lang in (data_args.src_lang, data_args.tgt_lang)
-        )
-        tokenizer = train_shared_bpe(texts, vocab_size=data_args.vocab_size)
+        tokenizer = shared_bpe(data_args, text, log)
     # Written whole, then renamed into place: a killed run leaves no half-written tokenizer to be reused. The fixed
     # temporary name lets the next run clear what a kill left.
     with AtomicDir(directory, replace=True, temporary=directory.with_name(f".tmp-{directory.name}")) as tmp:

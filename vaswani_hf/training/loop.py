@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedType, set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.utils import DistributedType, broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, PretrainedConfig
 
 from ..data.batching import collate
 from ..data.parallel import tokenize_pairs
+from ..data.prepared import prepare_tokens, sequence_lengths
 from ..errors import user_errors
 from ..files import remove_partial_model_dirs, write_atomic
 from ..run_dir import RunDir, RunDirError, RunLock
@@ -38,7 +39,7 @@ from .checkpoints import (
     save_averaged_model,
     store_tied_weights_once,
 )
-from .corpus import check_corpus_record, load_or_train_tokenizer, prepare_corpus
+from .corpus import check_corpus_record, load_or_train_tokenizer, prepare_corpus, prepared_cache_dir
 from .loss import training_loss
 from .memory import keep_freed_memory
 from .optim import noam_schedule, paper_adam
@@ -116,6 +117,17 @@ class Run:
         return self.run_dir.root
 
 
+def choose_precision(cfg: RunConfig) -> tuple[str, str, dict | None]:
+    """`resolve_mixed_precision` for the run's model width, measured once by the main process and shared with the
+    others before the Accelerator is built with it: processes that measured apart could disagree."""
+    state = PartialState(cpu=not torch.accelerator.is_available())
+    widths = {"d_model": cfg.model.d_model or 512, "d_ff": cfg.model.d_ff or 2048}
+    choice = resolve_mixed_precision(cfg.train.mixed_precision, **widths) if state.is_main_process else None
+    if state.num_processes > 1:
+        choice = broadcast_object_list([choice])[0]
+    return choice
+
+
 def setup(args: argparse.Namespace) -> Run:
     """The run config checked against a run being resumed, the processes, corpus, tokenizer and model, and the state
     of the newest checkpoint when resuming."""
@@ -126,7 +138,7 @@ def setup(args: argparse.Namespace) -> Run:
         raise SystemExit(f"error: {error}") from None
     run_dir = RunDir(cfg.output_dir)
     out = run_dir.root
-    precision, why = resolve_mixed_precision(cfg.train.mixed_precision)
+    precision, why, probe = choose_precision(cfg)
     accelerator = Accelerator(
         # Without an accelerator, processes started by torchrun (`accelerate launch --multi_gpu`) join over gloo.
         cpu=not torch.accelerator.is_available(),
@@ -160,6 +172,11 @@ def setup(args: argparse.Namespace) -> Run:
 
     log(f"{accelerator.num_processes} process(es), {accelerator.distributed_type.value}, on {accelerator.device}")
     log(f"mixed precision: {precision} (train.mixed_precision={cfg.train.mixed_precision}: {why})")
+    if accelerator.is_main_process:
+        run_dir.write_json(
+            run_dir.precision_record,
+            {"mixed_precision": precision, "setting": cfg.train.mixed_precision, "why": why, "probe": probe},
+        )
     if accelerator.device.type == "cpu":
         keep_freed_memory()
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
@@ -178,16 +195,16 @@ def setup(args: argparse.Namespace) -> Run:
         )
     set_seed(cfg.train.seed)
 
-    # Data and tokenizer: the main process builds what is cached (corpus, BPE), the others then load it.
+    # Data and tokenizer: the main process prepares what is cached (the cleaned and tokenized corpus, the BPE), the
+    # others then open it memory-mapped: they add no preparation time and no memory beyond the pages they read.
     with accelerator.main_process_first():
-        corpus = prepare_corpus(cfg.data, log=log if accelerator.is_main_process else None)
+        main_log = log if accelerator.is_main_process else None
+        corpus, text = prepare_corpus(cfg.data, log=main_log)
         check_corpus_record(cfg.data, run_dir, resume=args.resume, write=accelerator.is_main_process)
-        tokenizer = load_or_train_tokenizer(
-            cfg.data, corpus["train"], run_dir, resume=args.resume, log=log if accelerator.is_main_process else None
-        )
-        train_set, dropped = tokenize_pairs(
-            corpus["train"], tokenizer, src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
-            max_length=cfg.data.max_length,
+        tokenizer = load_or_train_tokenizer(cfg.data, text, run_dir, resume=args.resume, log=main_log)
+        train_set, dropped = prepare_tokens(
+            text, tokenizer, prepared_cache_dir(), src_lang=cfg.data.src_lang, tgt_lang=cfg.data.tgt_lang,
+            max_length=cfg.data.max_length, log=main_log,
         )  # fmt: skip
         valid_set = None
         if "validation" in corpus:
@@ -253,8 +270,7 @@ def train(run: Run) -> bool:
     optimizer, scheduler, checkpoints = run.optimizer, run.scheduler, run.checkpoints
     rank, world = accelerator.process_index, accelerator.num_processes
     log = accelerator.print
-    src_lengths = [len(x) for x in train_set["input_ids"]]
-    tgt_lengths = [len(x) for x in train_set["labels"]]
+    src_lengths, tgt_lengths = sequence_lengths(train_set, "input_ids"), sequence_lengths(train_set, "labels")
 
     # SIGTERM (schedulers, `kill`) and SIGINT (Ctrl-C) finish the current update, checkpoint and exit.
     stop_signal = []
