@@ -102,7 +102,7 @@ def test_errors_name_the_problem(tmp_path):
 
 
 def test_tokens_equal_tokenize_pairs_and_are_reused(corpus, tmp_path, word_pairs_tokenizer, monkeypatch):
-    monkeypatch.setattr(prepared, "CHUNK_PAIRS", 2)
+    monkeypatch.setattr(prepared, "TOKENIZE_PAIRS", 2)  # several steps, one encoded ahead
     cache = tmp_path / "cache"
     text = prepare(corpus, cache)
     whole, _ = tokenize_pairs(text.dataset, word_pairs_tokenizer, src_lang="en", tgt_lang="de")

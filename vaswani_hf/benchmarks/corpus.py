@@ -19,8 +19,9 @@ a process of its own, timed from its start:
   for two updates (`--skip-stock` leaves it out).
 
 Figures: seconds to the first update (the first tick of the run's progress bar past where it started) and to the
-end, and the peak resident memory of the largest process (Linux `ru_maxrss` of the waited process; for the launcher
-of two processes, that of the larger worker). Run it alone on the machine: the figures are times.
+end, and the memory of the largest process: its peak anonymous memory (RssAnon, what it allocated) and its peak
+resident memory (`ru_maxrss`, which adds the pages of the files it maps, such as the prepared corpus). Run it alone on
+the machine: the figures are times.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,20 +68,59 @@ def build_corpus(prefix: Path, pairs: int) -> dict:
     return {"pairs": written, "megabytes": round(size / 1e6, 1), "base_pairs": len(english)}
 
 
-def timed(command: list[str], env: dict, log: Path, initial: int = 0) -> dict:
-    """Runs `command`, its output into `log`; returns the seconds to the first progress tick past `initial`, to the
-    end, and the peak resident memory in MiB of the largest process it waited for."""
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue  # it ended meanwhile
+    return tree
+
+
+def _anonymous_mib(pid: int) -> float:
+    """The process's anonymous resident memory (RssAnon: its heap and stacks, not the files it maps), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def timed(command: list[str], env: dict, log: Path, updates: int, initial: int = 0) -> dict:
+    """Runs `command`, its output into `log`; returns the seconds to the first tick past `initial` of its progress
+    bar of `updates` updates (not that of a preparation step) and to the end, the peak resident memory of the largest process it waited for (`ru_maxrss`, which counts the pages of
+    the files a process maps, such as the prepared corpus: the kernel reclaims those at will), and the peak anonymous
+    memory of its largest process (RssAnon, sampled 5 times a second: what it allocated itself)."""
     started = time.perf_counter()
-    first = None
+    first, anonymous = None, {}
     with open(log, "wb") as out:
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.2):
+                for pid in _process_tree(process.pid):
+                    anonymous[pid] = max(anonymous.get(pid, 0.0), _anonymous_mib(pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         buffer = b""
         while chunk := process.stdout.read1(65536):
             out.write(chunk)
             buffer = (buffer + chunk)[-4096:]
-            if first is None and any(int(done) > initial for done, _ in _TICK.findall(buffer)):
+            ticks = _TICK.findall(buffer)
+            if first is None and any(int(n) > initial and int(total) == updates for n, total in ticks):
                 first = time.perf_counter() - started
         _, status, usage = os.wait4(process.pid, 0)
+        done.set()
+        sampler.join()
     seconds = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -88,7 +129,8 @@ def timed(command: list[str], env: dict, log: Path, initial: int = 0) -> dict:
         "seconds_to_first_update": None if first is None else round(first, 1),
         "seconds": round(seconds, 1),
         # ru_maxrss of a waited process covers its own waited children: the launcher's, its workers'.
-        "peak_mib": round(usage.ru_maxrss / 1024),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024),
+        "peak_anonymous_mib": round(max(anonymous.values(), default=0.0)),
     }
 
 
@@ -105,7 +147,7 @@ from vaswani_hf.training.run_config import RunConfig
 tokenizer = AutoTokenizer.from_pretrained({str(tokenizer_dir)!r})
 en = datasets.load_dataset("text", data_files={str(prefix) + ".en"!r}, split="train")
 de = datasets.load_dataset("text", data_files={str(prefix) + ".de"!r}, split="train")
-pairs = en.rename_column("text", "en").add_column("de", de["text"])
+pairs = datasets.concatenate_datasets([en.rename_column("text", "en"), de.rename_column("text", "de")], axis=1)
 
 def preprocess(batch):
     return tokenizer(batch["en"], text_target=batch["de"], max_length={max_length}, truncation=True)
@@ -140,18 +182,19 @@ def run_benchmark(work: Path, pairs: int, runs: tuple[str, ...], log=print) -> d
 
     results = {}
     plan = {
-        "cold": lambda: timed(train_command(1, arguments("cold", 2)), env, work / "cold.log"),
-        "second-start": lambda: timed(train_command(1, arguments("second", 2)), env, work / "second.log"),
+        "cold": lambda: timed(train_command(1, arguments("cold", 2)), env, work / "cold.log", 2),
+        "second-start": lambda: timed(train_command(1, arguments("second", 2)), env, work / "second.log", 2),
         "resume": lambda: timed(
-            train_command(1, [*arguments("cold", 4), "--resume"]), env, work / "resume.log", initial=2
+            train_command(1, [*arguments("cold", 4), "--resume"]), env, work / "resume.log", 4, initial=2
         ),
         "two-processes": lambda: timed(
-            train_command(2, arguments("two", 2)), {**env, "OMP_NUM_THREADS": "1"}, work / "two.log"
+            train_command(2, arguments("two", 2)), {**env, "OMP_NUM_THREADS": "1"}, work / "two.log", 2
         ),
         "stock": lambda: timed(
             [sys.executable, "-c", _stock_script(prefix, work / "cold" / "tokenizer", work / "stock", 128)],
             env,
             work / "stock.log",
+            2,
         ),
     }
     for name in runs:
@@ -170,12 +213,20 @@ def markdown(report: dict) -> str:
         f"Corpus: {corpus['pairs']:,} pairs, {corpus['megabytes']:,} MB of text (the built-in corpus's "
         f"{corpus['base_pairs']:,} training pairs and numbered variants of them).",
         "",
-        "| run | seconds to the first update | seconds in all | peak MiB (largest process) |",
-        "|---|---:|---:|---:|",
+        "| run | seconds to the first update | seconds in all | peak anonymous MiB | peak resident MiB |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, run in report["runs"].items():
         first = "-" if run["seconds_to_first_update"] is None else f"{run['seconds_to_first_update']:,.1f}"
-        lines.append(f"| {name} | {first} | {run['seconds']:,.1f} | {run['peak_mib']:,} |")
+        lines.append(
+            f"| {name} | {first} | {run['seconds']:,.1f} | {run['peak_anonymous_mib']:,} | {run['peak_rss_mib']:,} |"
+        )
+    lines += [
+        "",
+        "Memory is that of the largest process: anonymous is what it allocated itself (RssAnon, sampled 5 times a "
+        "second); resident adds the pages of the files it maps, the prepared corpus among them, which the kernel "
+        "reclaims at will (`ru_maxrss`).",
+    ]
     source = report["provenance"]
     versions = ", ".join(f"{name} {version}" for name, version in source["versions"].items())
     lines += [
