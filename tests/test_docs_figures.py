@@ -363,6 +363,41 @@ CLAIMS = [
     ],
 ]
 
+# docs/training.md: the corpus preparation benchmark, one row per run
+CORPUS = "docs/benchmarks/corpus-wmt-size.json"
+CORPUS_RUNS = {
+    "cold": "a cold start: clean, train the BPE, tokenize",
+    "second-start": "a second run on the same corpus",
+    "resume": "`--resume` of the first run",
+    "two-processes": "two processes, from the cache",
+    "stock": "transformers' example path, cold: `datasets.map` of the tokenizer, `Seq2SeqTrainer`",
+}
+CLAIMS += [
+    (
+        "docs/training.md",
+        f"| {label} | {{}} | {{}} | {{}} |",
+        [
+            lambda name=name: f"{load(CORPUS)['runs'][name]['seconds_to_first_update']:,.1f}",
+            lambda name=name: thousands(load(CORPUS)["runs"][name]["peak_anonymous_mib"]),
+            lambda name=name: thousands(load(CORPUS)["runs"][name]["peak_rss_mib"]),
+        ],
+    )
+    for name, label in CORPUS_RUNS.items()
+]
+CLAIMS.append(
+    (
+        "docs/training.md",
+        "On a corpus the size of WMT14 English-German ({} pairs, {} MB of text: the built-in corpus with numbered "
+        "variants, built in code by `scripts/benchmark_corpus.py`), `vaswani-train --config small-cpu` on a {}-core {}:",
+        [
+            lambda: thousands(load(CORPUS)["corpus"]["pairs"]),
+            lambda: f"{load(CORPUS)['corpus']['megabytes']:,.0f}",
+            lambda: str(load(CORPUS)["provenance"]["cpu"]["cores"]),
+            lambda: load(CORPUS)["provenance"]["cpu"]["model"],
+        ],
+    )
+)
+
 
 def changed_translations(dtype: str) -> int:
     """Lines of `vaswani-evaluate --dtype DTYPE`'s hypotheses that differ from fp32's (docs/precision/)."""

@@ -168,7 +168,9 @@ def run_benchmark(work: Path, pairs: int, runs: tuple[str, ...], log=print) -> d
     cache = work / "cache"
     log(f"building the corpus: {pairs} pairs")
     corpus = build_corpus(prefix, pairs)
-    env = {**os.environ, "VASWANI_HF_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # Caches of their own, so that every run starts as cold as it says: the package's and datasets'.
+    env = {**os.environ, "VASWANI_HF_CACHE": str(cache), "HF_DATASETS_CACHE": str(work / "datasets-cache"),
+           "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}  # fmt: skip
     # The default corpus is the source of the variants; its cache is reused, not rebuilt.
     from ..data.default_corpus import CACHE_SUBDIR, default_cache_dir
 
