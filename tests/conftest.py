@@ -32,6 +32,7 @@ import torch
 
 from vaswani_hf import RNNConfig, VaswaniConfig, VaswaniForConditionalGeneration, train_shared_bpe
 
+
 @pytest.fixture(autouse=True, scope="session")
 def package_cache(tmp_path_factory):
     """The package's cache (the default corpus, prepared corpora) in a folder of the session's, for this process and

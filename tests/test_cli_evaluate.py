@@ -1,5 +1,6 @@
 """Tests of `vaswani-evaluate` (vaswani_hf.cli.evaluate), run as a user runs it: in its own process, offline, on a
-tiny randomly initialised model saved in a temporary folder; and its reading of arguments and test sets."""
+tiny randomly initialised model saved in a temporary folder; in this process, interrupted and continued; and its
+reading of arguments and test sets."""
 
 import json
 
@@ -18,7 +19,7 @@ from conftest import (
 
 from vaswani_hf.cli import evaluate as evaluate_command
 from vaswani_hf.evaluation import score
-from vaswani_hf.files import read_lines
+from vaswani_hf.files import PartialFile, read_lines
 from vaswani_hf.generation_vaswani import PAPER_DECODING
 
 REFERENCES = [target for _, target in SCRIPT_PAIRS]
@@ -98,6 +99,55 @@ def test_evaluate_copy_baseline(runs):
     assert report["chrf"] == pytest.approx(sacrebleu.corpus_chrf(SCRIPT_SOURCES, [REFERENCES]).score)
     assert report["model"] is None and report["num_sentences"] == len(SCRIPT_SOURCES)
     assert read_lines(out_dir / "hypotheses.txt") == SCRIPT_SOURCES
+
+
+def windows_written(monkeypatch, interrupt_after: int | None = None) -> list[int]:
+    """The lines of each window of hypotheses written, with Ctrl-C (KeyboardInterrupt) once `interrupt_after` are."""
+    written = []
+    append = PartialFile.append
+
+    def counted(self, text, lines):
+        append(self, text, lines)
+        written.append(lines)
+        if len(written) == interrupt_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PartialFile, "append", counted)
+    return written
+
+
+def test_an_interrupted_evaluation_is_continued_and_scored_whole(runs, tmp_path, monkeypatch):
+    pairs = SCRIPT_PAIRS * 3
+    src, ref = tmp_path / "test.en", tmp_path / "test.de"
+    src.write_text("".join(source + "\n" for source, _ in pairs), encoding="utf-8")
+    ref.write_text("".join(target + "\n" for _, target in pairs), encoding="utf-8")
+    argv = [str(runs.model_dir), "--src", str(src), "--ref", str(ref), "--window", "3", *FAST_DECODING_ARGS]
+    evaluate_command.main([*argv, "--output-dir", str(tmp_path / "reference")])
+    out_dir = tmp_path / "results"
+    windows_written(monkeypatch, interrupt_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_command.main([*argv, "--output-dir", str(out_dir)])
+    monkeypatch.undo()
+    assert sorted(child.name for child in out_dir.iterdir()) == [
+        "hypotheses.txt.partial",
+        "hypotheses.txt.partial.json",
+    ]
+
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_command.main([*argv, "--output-dir", str(out_dir), "--max-new-tokens", "4"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert "hypotheses.txt.partial holds the first 6 lines" in message and "max_new_tokens 5 then, 4 now" in message
+
+    written = windows_written(monkeypatch)
+    evaluate_command.main([*argv, "--output-dir", str(out_dir)])
+    assert written == [3, 3]  # the last two windows; the first two are not translated again
+    assert sorted(child.name for child in out_dir.iterdir()) == ["hypotheses.txt", "scores.json"]
+    reference = json.loads((tmp_path / "reference" / "scores.json").read_text(encoding="utf-8"))
+    report = json.loads((out_dir / "scores.json").read_text(encoding="utf-8"))
+    assert report["lines_from_interrupted_run"] == 6 and reference["lines_from_interrupted_run"] == 0
+    assert read_lines(out_dir / "hypotheses.txt") == read_lines(tmp_path / "reference" / "hypotheses.txt")
+    assert report["bleu"] == reference["bleu"] and report["num_sentences"] == len(pairs)
 
 
 @pytest.mark.parametrize(

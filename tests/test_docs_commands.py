@@ -64,6 +64,10 @@ TINY_BENCHMARK = (
     "--repeats", "1", "--rounds", "1", "--warmup", "0", "--vocab-size", "200", "--d-model", "16", "--d-ff", "32",
     "--heads", "2", "--layers", "1", "--timeout", "300",
 )  # fmt: skip
+TINY_STREAMING = (
+    "--test", "test.tsv", "--file-lines", "300", "--lines", "20", "--window", "8", "--runs", "stream", "whole",
+    "--resume-lines", "100", "--resume-window", "10",
+)  # fmt: skip
 UPLOAD = "uploads to the Hub, which needs a network and a token; the --dry-run above stages and checks the same folder"
 THIS_SUITE = "runs this suite"
 GPU = "needs GPUs (or nodes); tests/test_accelerate_configs.py loads every shipped config"
@@ -112,9 +116,16 @@ COMMANDS: dict[str, Run | Skip] = {
     "vaswani-main-job --no-curve --output-dir outputs/main-job-postnorm model.norm_first=false": Run(
         before=("--minutes", "0.2", "--processes", "1"), after=TINY_RUN, slow=True
     ),
+    # docs/training.md
+    "python scripts/benchmark_corpus.py --output docs/benchmarks/corpus-wmt-size.json --markdown "
+    "docs/benchmarks/corpus-wmt-size.md": Run(after=("--pairs", "2000", "--runs", "cold", "resume"), slow=True),
     "python scripts/benchmark_translation.py outputs/main-job-postnorm/model --output "
     "docs/benchmarks/translation-cpu.json --markdown docs/benchmarks/translation-cpu.md": Run(
         after=("--runs", "vaswani_hf:fp32:power", "marian:fp32", "ctranslate2:fp32", "--test", "test.tsv"), slow=True
+    ),
+    "python scripts/benchmark_streaming.py outputs/main-job-postnorm/model --lines 20000 --output "
+    "docs/benchmarks/streaming-cpu.json --markdown docs/benchmarks/streaming-cpu.md": Run(
+        after=TINY_STREAMING, slow=True
     ),
     "'H=--modes train --engines vaswani_hf marian --rounds 3 --repeats 7'": Run(),
     "'S=--dtype bf16 --d-model 256 --d-ff 1024 --heads 4 --layers 3 --threads 1 --shape 64x32 "
@@ -195,6 +206,7 @@ COMMANDS: dict[str, Run | Skip] = {
     "--src-lang en --tgt-lang de --output-dir results/help": Run(after=FAST_DECODING),
     "vaswani-evaluate --copy-baseline --src test.en --ref test.de": Run(),
     "echo 'Click the Save button.' '|' vaswani-translate outputs/main-job/model": Run(after=FAST_DECODING),
+    "vaswani-translate outputs/main-job/model --input test.en --output test.hyp.de": Run(after=FAST_DECODING),
     "vaswani-average outputs/main-job --last 5 --output-dir outputs/main-job/model-avg5": Run(),
     "vaswani-finetune outputs/main-job/model --train dict.jsonl --validation dict-dev.jsonl --output-dir ft": Run(
         after=("--max-steps", "2")
@@ -402,7 +414,7 @@ def test_the_quick_commands_run_as_written(corpus, tmp_path, monkeypatch, capsys
     for path in (
         "eval-bf16/scores.json", "results/scores.json", "results/help/scores.json", "outputs/main-job/ctranslate2",
         "outputs/main-job/ct2-int8", "tmp/main-job-upload/model.safetensors", "model_cards/main-job/README.md",
-        "runs/base/model/README.md", "attention", "outputs/main-job/model-avg5/model.safetensors", "ft",
+        "runs/base/model/README.md", "attention", "outputs/main-job/model-avg5/model.safetensors", "ft", "test.hyp.de",
     ):  # fmt: skip
         assert (tmp_path / path).exists(), path
 
@@ -416,6 +428,6 @@ def test_the_commands_that_train_or_measure_run_with_tiny_settings(corpus, tmp_p
         "runs/base/model/model.safetensors", "runs/my-run/model/model.safetensors",
         "runs/two-processes/model/model.safetensors", "outputs/main-job-postnorm/results.json",
         "outputs/main-job-sh/results.json", "docs/benchmarks/translation-cpu.json", "docs/benchmarks/cpu-headline.json",
-        "outputs/recurrence-study/study.json",
+        "outputs/recurrence-study/study.json", "docs/benchmarks/streaming-cpu.json",
     ):  # fmt: skip
         assert (tmp_path / path).exists(), path

@@ -1,6 +1,9 @@
-"""Tests of `vaswani_hf.evaluation`: the sacreBLEU + chrF metric module loaded offline, token-batched translation and
-scoring. Translation tests use a tiny randomly initialised model with greedy search and a few output tokens."""
+"""Tests of `vaswani_hf.evaluation`: the sacreBLEU + chrF metric module loaded offline, token-batched translation
+(whole, as a stream of windows, and into a file that an interrupted run continues) and scoring. Translation tests use
+a tiny randomly initialised model with greedy search and a few output tokens."""
 
+import copy
+import json
 import logging
 import socket
 
@@ -9,7 +12,16 @@ import sacrebleu
 import torch
 
 from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
-from vaswani_hf.evaluation import evaluate_model, load_metric, score, translate
+from vaswani_hf.evaluation import (
+    evaluate_model,
+    load_metric,
+    score,
+    sentences_fingerprint,
+    translate,
+    translate_file,
+    translate_stream,
+    weights_fingerprint,
+)
 
 PAIRS = [
     ("the house is small", "das Haus ist klein"),
@@ -49,12 +61,15 @@ def one_by_one(model, tokenizer, sentences, **generate_kwargs):
     return outputs
 
 
-def count_generate_calls(monkeypatch, model) -> list[torch.Size]:
-    """Records the `input_ids` shape of every `model.generate` call."""
+def count_generate_calls(monkeypatch, model, interrupt_at: int | None = None) -> list[torch.Size]:
+    """Records the `input_ids` shape of every `model.generate` call; raises KeyboardInterrupt (Ctrl-C) at call
+    `interrupt_at` instead."""
     shapes = []
     generate = model.generate
 
     def counting(**kwargs):
+        if len(shapes) + 1 == interrupt_at:
+            raise KeyboardInterrupt
         shapes.append(kwargs["input_ids"].shape)
         return generate(**kwargs)
 
@@ -197,6 +212,188 @@ def test_translate_bad_input(model, tokenizer):
         translate(model, tokenizer, SOURCES, max_tokens=0)
     with pytest.raises(ValueError, match="num_return_sequences"):
         translate(model, tokenizer, SOURCES, num_return_sequences=2)
+
+
+# ---------------------------------------------------------------------------------------------------- translate_stream
+
+# Three windows of 4 and one of 2 at window=4, blank lines among them and no window sorted by length.
+STREAM = [
+    SOURCES[3],
+    "",
+    SOURCES[0],
+    SOURCES[2],
+    SOURCES[1],
+    SOURCES[4],
+    "  ",
+    SOURCES[3],
+    SOURCES[2],
+    "",
+    *SOURCES[:4],
+]
+
+
+def test_translate_stream_gives_the_whole_path_s_hypotheses_window_by_window(monkeypatch, model, tokenizer):
+    shapes = count_generate_calls(monkeypatch, model)
+    windows = list(translate_stream(model, tokenizer, STREAM, window=4, max_tokens=1000, **GREEDY))
+    assert [len(window) for window in windows] == [4, 4, 4, 2]
+    # One batch per window (the budget holds a whole window): each sentence decoded once, with its window's others,
+    # blank lines not at all.
+    assert [shape[0] for shape in shapes] == [3, 3, 3, 2]
+    monkeypatch.undo()
+    flat = [hypothesis for window in windows for hypothesis in window]
+    assert flat == translate(model, tokenizer, STREAM, max_tokens=1000, **GREEDY)
+    assert [hypothesis for sentence, hypothesis in zip(STREAM, flat, strict=True) if not sentence.strip()] == [""] * 3
+    assert all(hypothesis for sentence, hypothesis in zip(STREAM, flat, strict=True) if sentence.strip())
+
+
+def test_translate_stream_reads_a_window_only_when_the_previous_one_is_taken(model, tokenizer):
+    read = []
+
+    def lines():
+        for index, sentence in enumerate(SOURCES * 4):
+            if index == 6:
+                raise RuntimeError("read past the second window")
+            read.append(sentence)
+            yield sentence
+
+    windows = translate_stream(model, tokenizer, lines(), window=3, **GREEDY)
+    assert read == []  # nothing read before the first window is asked for
+    assert next(windows) == translate(model, tokenizer, SOURCES[:3], **GREEDY)
+    assert len(read) == 3  # the first window's hypotheses come before the rest is read
+    assert len(next(windows)) == 3 and len(read) == 6
+    with pytest.raises(RuntimeError, match="read past the second window"):
+        next(windows)
+
+
+def test_translate_stream_refuses_bad_input_when_called(model, tokenizer):
+    with pytest.raises(TypeError, match="not a single str"):
+        translate_stream(model, tokenizer, SOURCES[0])
+    with pytest.raises(ValueError, match="window must be a positive int, got 0"):
+        translate_stream(model, tokenizer, SOURCES, window=0)
+    with pytest.raises(ValueError, match="max_new_tokens=65 is more than this model can decode"):
+        translate_stream(model, tokenizer, SOURCES, max_new_tokens=65)
+    windows = translate_stream(model, tokenizer, [*SOURCES, SOURCES[0], 7], window=4, **GREEDY)
+    assert len(next(windows)) == 4
+    with pytest.raises(TypeError, match="item 6 is a int"):  # its index in the input, not in its window
+        next(windows)
+
+
+# ---------------------------------------------------------------------------------------------------- translate_file
+
+
+def decoded(shapes: list[torch.Size]) -> int:
+    """How many sentences the recorded `generate` calls decoded."""
+    return sum(shape[0] for shape in shapes)
+
+
+def nonblank(sentences: list[str]) -> int:
+    return sum(bool(sentence.strip()) for sentence in sentences)
+
+
+def test_translate_file_continues_an_interrupted_run_without_translating_its_lines_again(
+    monkeypatch, model, tokenizer, tmp_path
+):
+    source = sentences_fingerprint(STREAM)
+    options = dict(source=source, window=4, max_tokens=1000, **GREEDY)
+    reference = tmp_path / "reference.txt"
+    assert translate_file(model, tokenizer, STREAM, reference, **options) == 0
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["reference.txt"]  # no partial file, no record
+    expected = translate(model, tokenizer, STREAM, **GREEDY)
+    assert reference.read_text(encoding="utf-8") == "".join(line + "\n" for line in expected)
+
+    output = tmp_path / "out.txt"
+    count_generate_calls(monkeypatch, model, interrupt_at=3)  # one call per window: Ctrl-C in the third
+    with pytest.raises(KeyboardInterrupt):
+        translate_file(model, tokenizer, STREAM, output, **options)
+    monkeypatch.undo()
+    partial, record_path = tmp_path / "out.txt.partial", tmp_path / "out.txt.partial.json"
+    record = json.loads(record_path.read_text())
+    assert not output.exists() and record["lines"] == 8
+    assert partial.read_bytes() == reference.read_bytes()[: record["bytes"]]
+    # A kill in the middle of the next write leaves a torn line after what the record counts.
+    with partial.open("ab") as file:
+        file.write("halb über".encode()[:6])  # and in the middle of a character
+
+    shapes = count_generate_calls(monkeypatch, model)
+    assert translate_file(model, tokenizer, STREAM, output, **options) == 8
+    assert decoded(shapes) == nonblank(STREAM[8:])  # not the first 8 lines again
+    assert output.read_bytes() == reference.read_bytes()
+    assert not partial.exists() and not record_path.exists()
+
+
+def test_translate_file_refuses_to_continue_another_run_and_restarts_when_asked(
+    monkeypatch, model, tokenizer, tmp_path, caplog
+):
+    output = tmp_path / "out.txt"
+    options = dict(window=4, max_tokens=1000)
+    count_generate_calls(monkeypatch, model, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        translate_file(model, tokenizer, STREAM, output, source=sentences_fingerprint(STREAM), **options, **GREEDY)
+    monkeypatch.undo()
+    partial = (tmp_path / "out.txt.partial").read_bytes()
+
+    other_input = [*STREAM, "one more line"]
+    with pytest.raises(ValueError, match=r"first 4 lines of an interrupted run that differs from this one in input "
+                                         r"\(lines 14 then, 15 now, sha256 .* then, .* now\): .*--restart"):  # fmt: skip
+        translate_file(model, tokenizer, other_input, output, source=sentences_fingerprint(other_input), **options,
+                       **GREEDY)  # fmt: skip
+    with pytest.raises(ValueError, match=r"differs from this one in decoding \(max_new_tokens 6 then, 5 now\)"):
+        translate_file(model, tokenizer, STREAM, output, source=sentences_fingerprint(STREAM), **options,
+                       num_beams=1, max_new_tokens=5)  # fmt: skip
+    with pytest.raises(ValueError, match=r"differs from this one in model \(dtype float64 then, float32 now, sha256"):
+        translate_file(copy.deepcopy(model).float(), tokenizer, STREAM, output, source=sentences_fingerprint(STREAM), **options,
+                       **GREEDY)  # fmt: skip
+    with pytest.raises(ValueError, match="this run's input cannot be read again"):
+        translate_file(model, tokenizer, STREAM, output, source=None, **options, **GREEDY)
+    assert (tmp_path / "out.txt.partial").read_bytes() == partial  # refused runs change nothing
+
+    # Another batch size continues it: batching does not change a translation.
+    with caplog.at_level(logging.WARNING, logger="vaswani_hf.evaluation"):
+        kept = translate_file(model, tokenizer, STREAM, output, source=sentences_fingerprint(STREAM), window=3,
+                              max_tokens=40, **GREEDY)  # fmt: skip
+    assert kept == 4 and "holds the first 4 lines of an interrupted run" in caplog.text
+    assert output.read_text(encoding="utf-8").splitlines() == translate(model, tokenizer, STREAM, **GREEDY)
+
+    count_generate_calls(monkeypatch, model, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        translate_file(model, tokenizer, other_input, output, source=sentences_fingerprint(other_input), **options,
+                       **GREEDY)  # fmt: skip
+    monkeypatch.undo()
+    shapes = count_generate_calls(monkeypatch, model)
+    assert translate_file(model, tokenizer, STREAM, output, source=sentences_fingerprint(STREAM), restart=True,
+                          **options, **GREEDY) == 0  # fmt: skip
+    assert decoded(shapes) == nonblank(STREAM)
+    assert output.read_text(encoding="utf-8").splitlines() == translate(model, tokenizer, STREAM, **GREEDY)
+
+
+def test_translate_file_of_an_input_that_cannot_be_read_again_starts_afresh(monkeypatch, model, tokenizer, tmp_path):
+    output = tmp_path / "out.txt"
+    count_generate_calls(monkeypatch, model, interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        translate_file(model, tokenizer, iter(STREAM), output, source=None, window=4, **GREEDY)
+    monkeypatch.undo()
+    shapes = count_generate_calls(monkeypatch, model)
+    assert translate_file(model, tokenizer, iter(STREAM), output, source=None, window=4, **GREEDY) == 0
+    assert decoded(shapes) == nonblank(STREAM)
+    monkeypatch.undo()
+    assert output.read_text(encoding="utf-8").splitlines() == translate(model, tokenizer, STREAM, **GREEDY)
+
+
+def test_translate_file_refuses_bad_options_before_writing_anything(model, tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="max_tokens must be a positive int"):
+        translate_file(model, tokenizer, STREAM, tmp_path / "out.txt", source=None, max_tokens=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fingerprints_tell_inputs_and_weights_apart(model):
+    assert sentences_fingerprint(iter(SOURCES)) == sentences_fingerprint(list(SOURCES))
+    assert sentences_fingerprint(SOURCES)["lines"] == len(SOURCES)
+    assert sentences_fingerprint(SOURCES) != sentences_fingerprint(SOURCES[:-1] + [SOURCES[-1] + "."])
+    weights = weights_fingerprint(model)
+    assert weights["dtype"] == "float64" and weights == weights_fingerprint(model)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[0, 0] += 1
+    assert weights_fingerprint(model)["sha256"] != weights["sha256"]
 
 
 def test_evaluate_model(model, tokenizer):

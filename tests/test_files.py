@@ -1,11 +1,13 @@
-"""Tests of vaswani_hf.files: text files read at newlines only, files and folders written atomically."""
+"""Tests of vaswani_hf.files: text files read at newlines only, files and folders written atomically, files written
+piece by piece that a rerun continues."""
 
+import json
 import os
 import stat
 
 import pytest
 
-from vaswani_hf.files import AtomicDir, read_lines, save_model_dir, write_atomic
+from vaswani_hf.files import AtomicDir, PartialFile, read_lines, save_model_dir, write_atomic
 
 
 def test_read_lines_splits_at_newlines_only(tmp_path):
@@ -22,6 +24,106 @@ def test_write_atomic_replaces_and_leaves_no_temporary_file(tmp_path):
     write_atomic(path, "new ü\n")
     assert path.read_text(encoding="utf-8") == "new ü\n"
     assert [child.name for child in tmp_path.iterdir()] == ["scores.json"]
+
+
+IDENTITY = {"input": {"lines": 3, "sha256": "ab" * 32}, "settings": (1, 2)}
+
+
+def interrupted(target, identity, line: str) -> None:
+    """A `PartialFile` run that writes one line and is stopped by Ctrl-C."""
+    with pytest.raises(KeyboardInterrupt), PartialFile(target, identity) as partial:
+        partial.append(line, 1)
+        raise KeyboardInterrupt
+
+
+def test_a_partial_file_appears_under_its_name_only_when_complete(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("an earlier output\n")
+    with PartialFile(target, IDENTITY, notes={"max_tokens": 8}) as partial:
+        assert partial.lines == 0
+        partial.append("eins\nzwei\n", 2)
+        record = json.loads((tmp_path / "out.txt.partial.json").read_text())
+        assert (record["lines"], record["bytes"], record["notes"]) == (2, 10, {"max_tokens": 8})
+        assert record["identity"] == {"input": IDENTITY["input"], "settings": [1, 2]}
+        assert (tmp_path / "out.txt.partial").read_text() == "eins\nzwei\n"
+        assert target.read_text() == "an earlier output\n"  # replaced only at the end
+        partial.append("drei\n", 1)
+    assert target.read_text() == "eins\nzwei\ndrei\n"
+    assert sorted(child.name for child in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_a_partial_file_is_continued_after_what_its_record_counts(tmp_path):
+    target = tmp_path / "out.txt"
+    interrupted(target, IDENTITY, "eins\n")
+    with (tmp_path / "out.txt.partial").open("ab") as file:
+        file.write(b"zw")  # a write a kill cut short, which the record does not count
+    with PartialFile(target, IDENTITY) as partial:
+        assert (partial.lines, partial.bytes) == (1, 5)
+        partial.append("zwei\n", 1)
+    assert target.read_text() == "eins\nzwei\n"
+
+
+def test_a_partial_file_of_another_run_or_of_nobody_is_left_as_it_is(tmp_path):
+    target = tmp_path / "out.txt"
+    partial_path, record_path = tmp_path / "out.txt.partial", tmp_path / "out.txt.partial.json"
+    interrupted(target, IDENTITY, "eins\n")
+    other = {**IDENTITY, "settings": (1, 3)}
+    with pytest.raises(ValueError, match=r"first 1 lines of an interrupted run that differs from this one in settings "
+                                         r"\(\[1, 2\] then, \[1, 3\] now\).*--restart"):  # fmt: skip
+        PartialFile(target, other).__enter__()
+    with pytest.raises(ValueError, match="this run's input cannot be read again"):
+        PartialFile(target, None).__enter__()
+
+    partial_path.write_text("eins\n"[:3])  # shorter than its record counts: changed by someone
+    with pytest.raises(ValueError, match="has 3 bytes, fewer than the 5 its record counts"):
+        PartialFile(target, IDENTITY).__enter__()
+
+    record_path.unlink()  # a user's file of that name, or a record deleted
+    with pytest.raises(FileExistsError, match="exists without a progress record"):
+        PartialFile(target, IDENTITY).__enter__()
+    assert partial_path.read_text() == "ein"
+    record_path.write_text('{"lines": 3}')
+    with pytest.raises(FileExistsError, match="is not a progress record of this package"):
+        PartialFile(target, IDENTITY).__enter__()
+    assert partial_path.read_text() == "ein" and record_path.read_text() == '{"lines": 3}'
+
+    with PartialFile(target, other, restart=True) as partial:
+        assert partial.lines == 0
+        partial.append("neu\n", 1)
+    assert target.read_text() == "neu\n" and not partial_path.exists() and not record_path.exists()
+    # A refused call leaves no partial file of its own.
+    (tmp_path / "other.txt.partial.json").write_text("not a record")
+    with pytest.raises(FileExistsError, match="is not a progress record"):
+        PartialFile(tmp_path / "other.txt", IDENTITY).__enter__()
+    assert not (tmp_path / "other.txt.partial").exists()
+
+
+def test_a_partial_file_starts_afresh_when_it_cannot_be_continued(tmp_path):
+    target = tmp_path / "out.txt"
+    # A run over an input that cannot be read again (identity None), interrupted: its leftovers are discarded.
+    interrupted(target, None, "eins\n")
+    with PartialFile(target, IDENTITY) as partial:
+        assert partial.lines == 0
+        partial.append("zwei\n", 1)
+    assert target.read_text() == "zwei\n"
+    # A kill after the partial file became the target, before its record was removed: the record alone is left.
+    interrupted(target, IDENTITY, "drei\n")
+    os.replace(tmp_path / "out.txt.partial", target)
+    with PartialFile(target, IDENTITY) as partial:
+        assert partial.lines == 0
+        partial.append("vier\n", 1)
+    assert target.read_text() == "vier\n"
+
+
+def test_a_second_writer_of_a_partial_file_is_refused(tmp_path):
+    pytest.importorskip("fcntl")
+    target = tmp_path / "out.txt"
+    with PartialFile(target, IDENTITY) as partial:
+        partial.append("eins\n", 1)
+        with pytest.raises(FileExistsError, match="another process is writing"):
+            PartialFile(target, IDENTITY).__enter__()
+        partial.append("zwei\n", 1)
+    assert target.read_text() == "eins\nzwei\n"
 
 
 def write_folder(folder, text: str) -> None:

@@ -73,6 +73,7 @@ def test_a_tokenizer_left_by_a_run_over_another_corpus_is_replaced_and_said(tmp_
     cache = tmp_path / "cache"
     cache.mkdir()
     house, tree = pairs("the house", cache), pairs("ein Baum", cache)
+
     def load(text, **overrides):
         said.clear()
         return load_or_train_tokenizer(data_args(**overrides), text, run_dir, resume=False, log=said.append)

@@ -1,20 +1,24 @@
 """Translate a test set and score it as the paper reports: detokenized corpus BLEU (sacreBLEU) plus chrF.
 
 `translate` batches sentences by tokens and decodes with the model's own generation config, which for this package's
-models is the paper's beam search (§6.1); `score` computes both metrics with the `evaluate` module shipped in
-`vaswani_hf/metrics/sacrebleu_chrf`, which loads offline from its folder.
+models is the paper's beam search (§6.1); `translate_stream` does the same window by window, for inputs of any size,
+and `translate_file` writes its windows to a file that an interrupted run continues; `score` computes both metrics
+with the `evaluate` module shipped in `vaswani_hf/metrics/sacrebleu_chrf`, which loads offline from its folder.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from . import files
 from .data.batching import length_batches, pad_ids
 
 logger = logging.getLogger(__name__)
@@ -106,15 +110,21 @@ def load_metric(**load_kwargs):
     return evaluate.load(str(METRIC_PATH), **load_kwargs)
 
 
-def check_sentences(name: str, sentences) -> list[str]:
+def check_sentences(name: str, sentences, first_index: int = 0) -> list[str]:
+    """`sentences` as a list, refused unless it holds only str; `first_index` is the index of its first item in a
+    longer input (a window of a stream), for the message."""
     # A str is a sequence too, and iterating it would silently translate or score one "sentence" per character.
     if isinstance(sentences, str):
         raise TypeError(f"{name} must be a list of sentences, not a single str; wrap it in a list")
     sentences = list(sentences)
-    for index, sentence in enumerate(sentences):
+    for index, sentence in enumerate(sentences, start=first_index):
         if not isinstance(sentence, str):
             raise TypeError(f"{name} must contain only str, but item {index} is a {type(sentence).__name__}")
     return sentences
+
+
+# Lines that `translate_stream` reads, sorts and translates together (see there for the choice).
+DEFAULT_WINDOW = 10_000
 
 
 def translate(
@@ -138,19 +148,87 @@ def translate(
     source that is only </s>. Sources longer than the model's `max_position_embeddings` are truncated to it (keeping
     their final </s>) and a warning gives how many were.
 
+    This is `translate_stream` with one window holding all the sentences: it holds them all, their token ids and
+    their translations in memory, and returns nothing before the last is done. For a large input, use
+    `translate_stream` or `translate_file`.
+
     Raises:
         TypeError: if `sentences` is a single str or holds something other than str.
         ValueError: if `max_tokens` is not a positive int, or `generate_kwargs` ask for several outputs per sentence.
     """
     sentences = check_sentences("sentences", sentences)
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
-        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
-    if generate_kwargs.get("num_return_sequences", 1) != 1:
-        raise ValueError("translate returns one hypothesis per sentence; do not pass num_return_sequences")
-    check_output_limit(model, generate_kwargs)
+    windows = translate_stream(
+        model,
+        tokenizer,
+        sentences,
+        window=max(len(sentences), 1),
+        max_tokens=max_tokens,
+        show_progress=show_progress,
+        total=len(sentences),
+        **generate_kwargs,
+    )
+    return [hypothesis for window in windows for hypothesis in window]
 
+
+def translate_stream(
+    model,
+    tokenizer,
+    sentences: Iterable[str],
+    *,
+    window: int = DEFAULT_WINDOW,
+    max_tokens: int = 4096,
+    show_progress: bool = False,
+    total: int | None = None,
+    **generate_kwargs,
+) -> Iterator[list[str]]:
+    """Translates `sentences` window by window: reads `window` of them, translates them as `translate` does (sorted
+    by length into batches of at most `max_tokens` padded source tokens), yields their hypotheses in input order, and
+    only then reads the next window. Sorting within a window rather than over the whole input is what Marian's
+    maxi-batches and CTranslate2's `translate_file` do.
+
+    What is held at any time is one window (its sentences, their token ids and hypotheses) and one batch being
+    decoded (bounded by `max_tokens`), whatever the size of the input: a file of millions of lines is translated in
+    the memory of one window, and each window's translations can be written as soon as it is done. The default of
+    10,000 lines weighs the two costs of a window: with the paper's beam search on a CPU (about 65 sentences/s for
+    the model of docs/speed.md) a window is done every two to three minutes, the most an interruption loses; and it
+    holds some 50 batches of 4096 tokens of typical sentences, so sorting it leaves little more padding than sorting
+    the whole input would. `vaswani_hf.benchmarks.streaming` measures both paths.
+
+    `total` (the number of sentences, when known) sizes the progress bar. Options and errors are `translate`'s; they
+    are checked when this is called, before any sentence is read, and a sentence that is not a str is refused when
+    its window is read.
+    """
+    # A str is iterable too, and would be translated one "sentence" per character.
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be an iterable of sentences, not a single str; wrap it in a list")
+    check_translation_options(model, window, max_tokens, generate_kwargs)
+    return _translate_windows(model, tokenizer, sentences, window, max_tokens, show_progress, total, generate_kwargs)
+
+
+def _translate_windows(model, tokenizer, sentences, window, max_tokens, show_progress, total, generate_kwargs):
+    with tqdm(total=total, unit="sent", disable=not show_progress) as progress:
+        for sentences_of_window in sentence_windows(sentences, window):
+            yield _translate_window(model, tokenizer, sentences_of_window, max_tokens, progress, generate_kwargs)
+
+
+def sentence_windows(sentences: Iterable[str], size: int) -> Iterator[list[str]]:
+    """`sentences` in consecutive lists of `size` (the last one shorter), each read only when it is asked for.
+
+    Raises:
+        TypeError: when a list read holds something other than str (naming its index in `sentences`).
+    """
+    iterator = iter(sentences)
+    read = 0
+    while window := check_sentences("sentences", itertools.islice(iterator, size), first_index=read):
+        read += len(window)
+        yield window
+
+
+def _translate_window(model, tokenizer, sentences: list[str], max_tokens: int, progress, generate_kwargs) -> list[str]:
+    """The hypotheses of one window of sentences, in their order (see `translate`)."""
     hypotheses = [""] * len(sentences)
     todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
+    progress.update(len(sentences) - len(todo))
     if not todo:
         return hypotheses
     ids = encode_sentences(
@@ -161,7 +239,7 @@ def translate(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), tqdm(total=len(todo), unit="sent", disable=not show_progress) as progress:
+        with torch.inference_mode():
             for batch in length_batches([len(sequence) for sequence in ids], max_tokens):
                 inputs = pad_ids([ids[position] for position in batch], pad_token_id, model.device)
                 output = model.generate(**inputs, **generate_kwargs)
@@ -174,6 +252,102 @@ def translate(
     finally:
         model.train(was_training)
     return hypotheses
+
+
+def check_translation_options(model, window: int, max_tokens: int, generate_kwargs: dict) -> None:
+    """Refuses, before anything is read or decoded, options that `translate_stream` cannot honour."""
+    for name, value in (("window", window), ("max_tokens", max_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if generate_kwargs.get("num_return_sequences", 1) != 1:
+        raise ValueError("translate returns one hypothesis per sentence; do not pass num_return_sequences")
+    check_output_limit(model, generate_kwargs)
+
+
+def translate_file(
+    model,
+    tokenizer,
+    sentences: Iterable[str],
+    output: str | os.PathLike,
+    *,
+    source: dict | None,
+    restart: bool = False,
+    window: int = DEFAULT_WINDOW,
+    max_tokens: int = 4096,
+    show_progress: bool = False,
+    **generate_kwargs,
+) -> int:
+    """Translates `sentences` into the text file `output`, one line each, window by window (`translate_stream`), so
+    that a kill or a crash loses at most the window being translated and a rerun continues after the last one done.
+
+    The windows go to `<output>.partial`, each flushed to disk before a progress record `<output>.partial.json`
+    counts it; `output` appears, whole, when the last one is written (`files.PartialFile`). The record identifies the
+    run by `source` (`sentences_fingerprint` of the same sentences), the model's weights as loaded
+    (`weights_fingerprint`, dtype included) and the decoding settings. A later call with the same three continues
+    after the lines already written (the `sentences` before them are read, not translated); one with another input,
+    model or decoding is refused, naming what differs, unless `restart` discards the unfinished file. `max_tokens`
+    and `window` are recorded but may change: they only regroup the sentences into other batches, and a smaller
+    `max_tokens` is how a run that ran out of memory goes on. `source=None` (sentences that cannot be read again,
+    such as standard input) writes the same way but cannot be continued: a rerun starts afresh.
+
+    Returns the number of lines kept from an interrupted run (0 when it started afresh).
+
+    Raises:
+        ValueError: as `translate_stream`, before anything is written; for the unfinished output of a run with
+            another input, model or decoding.
+        FileExistsError: for a `<output>.partial` without a record, which this function did not write.
+    """
+    check_translation_options(model, window, max_tokens, generate_kwargs)
+    identity = None
+    if source is not None:
+        decoding = {**generate_kwargs, **decoding_settings(model, generate_kwargs)}
+        identity = {"input": source, "model": weights_fingerprint(model), "decoding": decoding}
+    notes = {"model_dir": str(model.name_or_path), "max_tokens": max_tokens, "window": window}
+    with files.PartialFile(output, identity, notes=notes, restart=restart) as partial:
+        kept = partial.lines
+        if kept:
+            logger.warning(
+                "%s holds the first %d lines of an interrupted run with the same input, model and decoding: "
+                "continuing after them (--restart starts from the first line)",
+                partial.path,
+                kept,
+            )
+        windows = translate_stream(
+            model,
+            tokenizer,
+            itertools.islice(sentences, kept, None),
+            window=window,
+            max_tokens=max_tokens,
+            show_progress=show_progress,
+            total=None if source is None else source["lines"] - kept,
+            **generate_kwargs,
+        )
+        for hypotheses in windows:
+            partial.append("".join(hypothesis + "\n" for hypothesis in hypotheses), len(hypotheses))
+    return kept
+
+
+def sentences_fingerprint(sentences: Iterable[str]) -> dict:
+    """`{"lines": count, "sha256": digest}` of `sentences` (each in UTF-8 followed by a line break), computed in one
+    pass without keeping them: what `translate_file` records of its input. Reading a file through
+    `files.iter_lines` for it also checks that the file is UTF-8, before any translating."""
+    digest = hashlib.sha256()
+    count = 0
+    for sentence in sentences:
+        digest.update(sentence.encode("utf-8") + b"\n")
+        count += 1
+    return {"lines": count, "sha256": digest.hexdigest()}
+
+
+def weights_fingerprint(model) -> dict:
+    """`{"sha256": digest, "dtype": name}` of a model's weights as loaded: every tensor of its state dict, by name,
+    shape, dtype and bytes. The same weights give the same digest from any folder (a copy, a Hub download); other
+    weights, or the same in another dtype, another."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return {"sha256": digest.hexdigest(), "dtype": str(model.dtype).removeprefix("torch.")}
 
 
 def check_output_limit(model, generate_kwargs: dict) -> None:

@@ -1,6 +1,6 @@
-"""Writing and reading files so that nothing is lost: atomic file writes, folders written whole and renamed into place
-(model directories swapped in whole), failed writes (a full disk) reported in one error that says what was kept, and
-one reader of sentence files."""
+"""Writing and reading files so that nothing is lost: atomic file writes, files written piece by piece that an
+interrupted run continues, folders written whole and renamed into place (model directories swapped in whole), failed
+writes (a full disk) reported in one error that says what was kept, and one reader of sentence files."""
 
 from __future__ import annotations
 
@@ -193,6 +193,186 @@ def iter_lines(path: str | os.PathLike | int) -> Iterator[str]:
 def read_lines(path: str | os.PathLike | int) -> list[str]:
     """All the lines of a UTF-8 text file (see `iter_lines`)."""
     return list(iter_lines(path))
+
+
+# What `PartialFile` writes in its records, and looks for before it touches a file of that name.
+PARTIAL_RECORD_FORMAT = "vaswani_hf partial output, version 1"
+
+
+class PartialFile:
+    """A text file written piece by piece, over one run or several: a kill, a crash or Ctrl-C loses at most the
+    piece being written, and a rerun with the same `identity` continues after the last piece written.
+
+        with PartialFile(target, identity) as partial:
+            for text, lines in pieces_after(partial.lines):
+                partial.append(text, lines)
+
+    The pieces go to `<target>.partial`, and its progress to the record `<target>.partial.json`: the lines and bytes
+    written, `identity` (what decides the content: the input, the model, ...) and `notes` (kept for a reader, not
+    compared). A piece is flushed to disk before the record that counts it replaces the previous one (`write_atomic`),
+    so the record never counts a byte that a kill can lose. Leaving the block normally renames the partial file to
+    `target` in one step (replacing an earlier `target`) and removes the record; an exception leaves both for a rerun.
+
+    Entering the block looks at what an earlier run left beside `target`:
+
+    - nothing, or the record of a run that could not be continued (its `identity` was None): starts afresh;
+    - a record with the same `identity`: truncates the partial file to the bytes the record counts (a kill in the
+      middle of a write leaves a torn piece after them) and continues after its `lines`;
+    - a record with another `identity`, or this run's None: raises `ValueError` naming what differs;
+    - a partial file without a record, or a record file that is not one: raises `FileExistsError` and leaves it as
+      it is: nothing this class did not write is truncated or replaced, unless `restart`, which discards them.
+
+    `identity=None` says that this run cannot be continued (its input cannot be read again): it writes the same way,
+    and a rerun starts afresh. Where the system has `fcntl`, the partial file is locked while it is written, and a
+    second writer is refused.
+    """
+
+    def __init__(
+        self,
+        target: str | os.PathLike,
+        identity: dict | None,
+        *,
+        notes: dict | None = None,
+        restart: bool = False,
+    ):
+        self.target = Path(target)
+        self.path = self.target.with_name(self.target.name + ".partial")
+        self.record_path = self.target.with_name(self.target.name + ".partial.json")
+        # As it comes back from the record's JSON (tuples as lists), so that an unchanged identity compares equal.
+        self.identity = None if identity is None else json.loads(json.dumps(identity, default=repr))
+        self.notes = notes or {}
+        self.restart = restart
+        self.lines = 0
+        self.bytes = 0
+        self._file = None
+
+    def __enter__(self) -> PartialFile:
+        existed = self.path.exists()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        # Opening for appending changes nothing in an existing file; only the checks below decide what may.
+        self._file = open(self.path, "ab")
+        locked = False
+        try:
+            _lock(self._file, self.path)
+            locked = True
+            self.lines, self.bytes = (0, 0) if self.restart else self._resume_point(existed)
+            # The record is written before the partial file is cut, so that a partial file is never changed without
+            # a record that makes it this class's.
+            self._write_record()
+            self._file.truncate(self.bytes)
+        except BaseException:
+            self._file.close()
+            # The empty file this call made goes too; one another process holds the lock of is that process's.
+            if locked and not existed:
+                self.path.unlink(missing_ok=True)
+            raise
+        return self
+
+    def append(self, text: str, lines: int) -> None:
+        """Writes a piece of `lines` lines to disk, then counts it in the record."""
+        data = text.encode("utf-8")
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.lines += lines
+        self.bytes += len(data)
+        self._write_record()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._file.close()
+        if kind is None:
+            os.replace(self.path, self.target)
+            self.record_path.unlink(missing_ok=True)
+
+    def _resume_point(self, existed: bool) -> tuple[int, int]:
+        """(lines, bytes) of an earlier run to continue after, (0, 0) to start afresh; raises when neither may be."""
+        record = self._read_record()
+        if record is None:
+            if existed:
+                raise FileExistsError(
+                    f"{self.path} exists without a progress record ({self.record_path.name}): it is not the "
+                    "unfinished output of an interrupted run, or its record was deleted; it is left as it is. Move it "
+                    "away, or discard it with --restart."
+                )
+            return 0, 0
+        if record["identity"] is None:
+            return 0, 0
+        if self.identity is None:
+            raise ValueError(
+                f"{self.path} holds the first {record['lines']:,} lines of an interrupted run that can be continued, "
+                "but this run's input cannot be read again to check it is the same: rerun the interrupted command to "
+                "continue it, discard it with --restart, or write to another output."
+            )
+        differences = _differences(record["identity"], self.identity)
+        if differences:
+            raise ValueError(
+                f"{self.path} holds the first {record['lines']:,} lines of an interrupted run that differs from "
+                f"this one in {'; '.join(differences)}: rerun with the same ones to continue it, discard it with "
+                "--restart, or write to another output."
+            )
+        if not existed:
+            return 0, 0
+        size = self.path.stat().st_size
+        if size < record["bytes"]:
+            raise ValueError(
+                f"{self.path} has {size:,} bytes, fewer than the {record['bytes']:,} its record counts: it was "
+                "changed after the run was interrupted; discard it with --restart."
+            )
+        return record["lines"], record["bytes"]
+
+    def _read_record(self) -> dict | None:
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict) or record.get("format") != PARTIAL_RECORD_FORMAT:
+            raise FileExistsError(
+                f"{self.record_path} is not a progress record of this package; it is left as it is. Move it away, "
+                "or write to another output."
+            )
+        return record
+
+    def _write_record(self) -> None:
+        record = {"format": PARTIAL_RECORD_FORMAT, "target": self.target.name, "lines": self.lines}
+        record.update(bytes=self.bytes, identity=self.identity, notes=self.notes)
+        write_atomic(self.record_path, json.dumps(record, indent=2, ensure_ascii=False, default=repr) + "\n")
+
+
+def _lock(file, path: Path) -> None:
+    """Takes the lock of an open file, or raises `FileExistsError` if another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows has no fcntl
+        return
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise FileExistsError(
+            f"another process is writing {path}: wait for it to finish, or write to another output."
+        ) from None
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """What differs between two identities, key by key and one level into dicts: 'key (field A then, B now)'."""
+
+    def brief(value) -> str:
+        text = str(value)
+        return text if len(text) <= 16 else text[:12] + "..."
+
+    found = []
+    for key in sorted(old.keys() | new.keys()):
+        before, now = old.get(key), new.get(key)
+        if before == now:
+            continue
+        if isinstance(before, dict) and isinstance(now, dict):
+            fields = sorted(field for field in before.keys() | now.keys() if before.get(field) != now.get(field))
+            changes = [f"{field} {brief(before.get(field))} then, {brief(now.get(field))} now" for field in fields]
+        else:
+            changes = [f"{brief(before)} then, {brief(now)} now"]
+        found.append(f"{key} ({', '.join(changes)})")
+    return found
 
 
 class SaveError(RuntimeError):

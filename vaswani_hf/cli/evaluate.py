@@ -7,6 +7,12 @@
 Decoding is the model's generation config (the paper's beam 4, length penalty 0.6, at most source length + 50
 tokens) unless an option overrides it. Writes `hypotheses.txt` (one line per source) and `scores.json` to `--output-dir`
 and prints one summary line. `--copy-baseline` scores the sources themselves as hypotheses, without a model.
+
+The sources are translated as `vaswani-translate --output` does: window by window into `hypotheses.txt.partial`,
+which becomes `hypotheses.txt` after the last window. An interrupted evaluation is continued by running the same
+command again; it refuses, saying what differs, when the test set, the model or the decoding options changed, and
+`--restart` starts it from the first sentence. Scoring then reads the finished `hypotheses.txt` back: corpus BLEU
+and chrF count n-gram statistics over all hypotheses and references together, so they are held in memory for it.
 """
 
 import argparse
@@ -100,9 +106,11 @@ def main(argv=None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"test_set": args.dataset or args.src, "split": args.split if args.dataset else None}
 
+    hypotheses_path = out_dir / "hypotheses.txt"
     start = time.perf_counter()
     if args.copy_baseline:
         hypotheses = sources
+        files.write_atomic(hypotheses_path, "".join(line + "\n" for line in hypotheses))
         report.update(model=None, decoding="copy the source")
     else:
         if args.no_progress:
@@ -113,29 +121,37 @@ def main(argv=None) -> None:
             sys.exit(f"error: {error}")
         generate_kwargs = decoding_overrides(args)
         try:
-            hypotheses = evaluation.translate(
+            kept = evaluation.translate_file(
                 model,
                 tokenizer,
                 sources,
+                hypotheses_path,
+                source=evaluation.sentences_fingerprint(sources),
+                restart=args.restart,
+                window=args.window,
                 max_tokens=args.max_tokens,
                 show_progress=not args.no_progress,
                 **generate_kwargs,
             )
-        except ValueError as error:  # an option the model cannot honour, found before any sentence is decoded
+        # An option the model cannot honour (found before any sentence is decoded), or the unfinished output of
+        # another run.
+        except (ValueError, FileExistsError) as error:
             sys.exit(f"error: {error}")
+        hypotheses = files.read_lines(hypotheses_path)
         report.update(
             model=args.model_dir,
             decoding=evaluation.decoding_settings(model, generate_kwargs),
             max_tokens=args.max_tokens,
             device=device,
             dtype=args.dtype,
+            # Translated by an interrupted run, whose time `seconds` does not count.
+            lines_from_interrupted_run=kept,
         )
     seconds = time.perf_counter() - start
 
     scores = evaluation.score(hypotheses, references, tokenize=args.tokenize, lowercase=args.lowercase)
     report = {**scores, "num_sentences": len(sources), **report, "seconds": round(seconds, 3)}
     report["provenance"] = provenance()
-    files.write_atomic(out_dir / "hypotheses.txt", "".join(line + "\n" for line in hypotheses))
     files.write_atomic(out_dir / "scores.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(
         f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  {len(sources)} sentences  {seconds:.1f} s  "

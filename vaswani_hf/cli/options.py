@@ -3,12 +3,25 @@
 import argparse
 import sys
 
-from vaswani_hf.evaluation import DTYPES
+from vaswani_hf.evaluation import DEFAULT_WINDOW, DTYPES
 
 
 def add_translation_options(parser: argparse.ArgumentParser) -> None:
-    """Batching, device, precision, progress and decoding overrides, for the commands that translate."""
+    """Batching, resuming, device, precision, progress and decoding overrides, for the commands that translate."""
     parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        help="lines read, sorted by length and translated together; each window's translations are written as soon "
+        f"as it is done (default: {DEFAULT_WINDOW:,})",
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the unfinished output an interrupted run left (the .partial file beside the output, and its "
+        ".partial.json record) and translate from the first line",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", choices=list(DTYPES), default="fp32", help="weights (default: fp32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
