@@ -123,8 +123,8 @@ COMMANDS: dict[str, Run | Skip] = {
     "docs/benchmarks/translation-cpu.json --markdown docs/benchmarks/translation-cpu.md": Run(
         after=("--runs", "vaswani_hf:fp32:power", "marian:fp32", "ctranslate2:fp32", "--test", "test.tsv"), slow=True
     ),
-    "python scripts/benchmark_streaming.py outputs/main-job-postnorm/model --lines 20000 --output "
-    "docs/benchmarks/streaming-cpu.json --markdown docs/benchmarks/streaming-cpu.md": Run(
+    "python scripts/benchmark_streaming.py outputs/main-job/model --lines 3000 --window 1000 --resume-lines 600 "
+    "--output docs/benchmarks/streaming-cpu.json --markdown docs/benchmarks/streaming-cpu.md": Run(
         after=TINY_STREAMING, slow=True
     ),
     "'H=--modes train --engines vaswani_hf marian --rounds 3 --repeats 7'": Run(),

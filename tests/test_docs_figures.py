@@ -422,6 +422,38 @@ CLAIMS.append(
 )
 
 
+# docs/speed.md: the streaming benchmark, one row per path
+STREAMING = "docs/benchmarks/streaming-cpu.json"
+STREAMING_RUNS = {
+    "stream": "streaming (`vaswani-translate --input --output`)",
+    "whole": "the whole file at once (the commands before)",
+    "ctranslate2": "CTranslate2 fp32, the same windows",
+}
+CLAIMS += [
+    (
+        "docs/speed.md",
+        f"| {label} | {{}} | {{}} | {{}} |",
+        [
+            lambda name=name: f"{row(STREAMING, name)['first_output_seconds']:.1f}",
+            lambda name=name: f"{row(STREAMING, name)['sentences_per_s']:.1f}",
+            lambda name=name: thousands(row(STREAMING, name)["peak_mib"]),
+        ],
+    )
+    for name, label in STREAMING_RUNS.items()
+]
+CLAIMS.append(
+    (
+        "docs/speed.md",
+        "the first {} of {} lines in windows of {}:",
+        [
+            lambda: thousands(load(STREAMING)["lines"]),
+            lambda: thousands(load(STREAMING)["file_lines"]),
+            lambda: thousands(load(STREAMING)["window"]),
+        ],
+    )
+)
+
+
 @pytest.mark.parametrize("page, claim, figures", CLAIMS, ids=[f"{page}:{claim[:40]}" for page, claim, _ in CLAIMS])
 def test_the_page_quotes_its_results_file(page, claim, figures):
     expected = claim.format(*(figure() for figure in figures))
