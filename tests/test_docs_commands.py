@@ -125,7 +125,7 @@ COMMANDS: dict[str, Run | Skip] = {
     ),
     "python scripts/benchmark_streaming.py outputs/main-job/model --lines 3000 --window 1000 --resume-lines 600 "
     "--output docs/benchmarks/streaming-cpu.json --markdown docs/benchmarks/streaming-cpu.md": Run(
-        after=TINY_STREAMING, slow=True
+        after=TINY_STREAMING
     ),
     "'H=--modes train --engines vaswani_hf marian --rounds 3 --repeats 7'": Run(),
     "'S=--dtype bf16 --d-model 256 --d-ff 1024 --heads 4 --layers 3 --threads 1 --shape 64x32 "
