@@ -372,18 +372,23 @@ CORPUS_RUNS = {
     "two-processes": "two processes, from the cache",
     "stock": "transformers' example path, cold: `datasets.map` of the tokenizer, `Seq2SeqTrainer`",
 }
-CLAIMS += [
-    (
-        "docs/training.md",
-        f"| {label} | {{}} | {{}} | {{}} |",
-        [
-            lambda name=name: f"{load(CORPUS)['runs'][name]['seconds_to_first_update']:,.1f}",
-            lambda name=name: thousands(load(CORPUS)["runs"][name]["peak_anonymous_mib"]),
-            lambda name=name: thousands(load(CORPUS)["runs"][name]["peak_rss_mib"]),
-        ],
-    )
-    for name, label in CORPUS_RUNS.items()
-]
+
+
+def table_rows(page: str, labels: dict[str, str], cells) -> list:
+    """One claim per table row `| label | a | b | c |`: `cells(name)` gives the figures of run `name`."""
+    return [
+        (page, f"| {label} | {{}} | {{}} | {{}} |", [lambda name=name, i=i: cells(name)[i] for i in range(3)])
+        for name, label in labels.items()
+    ]
+
+
+def corpus_cells(name: str) -> list[str]:
+    run = load(CORPUS)["runs"][name]
+    first, anonymous, resident = run["seconds_to_first_update"], run["peak_anonymous_mib"], run["peak_rss_mib"]
+    return [f"{first:,.1f}", thousands(anonymous), thousands(resident)]
+
+
+CLAIMS += table_rows("docs/training.md", CORPUS_RUNS, corpus_cells)
 CLAIMS.append(
     (
         "docs/training.md",
@@ -429,18 +434,14 @@ STREAMING_RUNS = {
     "whole": "the whole file at once (the commands before)",
     "ctranslate2": "CTranslate2 fp32, the same windows",
 }
-CLAIMS += [
-    (
-        "docs/speed.md",
-        f"| {label} | {{}} | {{}} | {{}} |",
-        [
-            lambda name=name: f"{row(STREAMING, name)['first_output_seconds']:.1f}",
-            lambda name=name: f"{row(STREAMING, name)['sentences_per_s']:.1f}",
-            lambda name=name: thousands(row(STREAMING, name)["peak_mib"]),
-        ],
-    )
-    for name, label in STREAMING_RUNS.items()
-]
+
+
+def streaming_cells(name: str) -> list[str]:
+    run = row(STREAMING, name)
+    return [f"{run['first_output_seconds']:.1f}", f"{run['sentences_per_s']:.1f}", thousands(run["peak_mib"])]
+
+
+CLAIMS += table_rows("docs/speed.md", STREAMING_RUNS, streaming_cells)
 CLAIMS.append(
     (
         "docs/speed.md",
