@@ -57,3 +57,40 @@ def test_bleu_by_length_groups_the_sentences_by_source_tokens(word_pairs_tokeniz
     assert all(b["bleu"] == pytest.approx(100) for b in buckets)
     with pytest.raises(ValueError, match="increasing"):
         bleu_by_length(sources, references, references, word_pairs_tokenizer, edges=(5, 3))
+
+
+def _sorted_by_source_tokens(tokenizer, word_counts, seed):
+    """Sources and references of `word_pairs`, and their source lengths in tokens, shortest first."""
+    rows = [row["translation"] for row in word_pairs(word_counts, seed=seed)]
+    lengths = [len(tokenizer(r["en"]).input_ids) - 1 for r in rows]
+    rows = [row for _, row in sorted(zip(lengths, rows, strict=True), key=lambda pair: pair[0])]
+    return [r["en"] for r in rows], [r["de"] for r in rows], sorted(lengths)
+
+
+def test_bleu_by_length_merges_small_buckets_downwards_then_upwards(word_pairs_tokenizer):
+    sources, references, n = _sorted_by_source_tokens(word_pairs_tokenizer, [4, 5, 9, 10, 16, 18], seed=3)
+    # The buckets below need these lengths apart (n[2] and n[3] may tie).
+    assert n[0] < n[1] < n[2] <= n[3] < n[4] < n[5]
+
+    def buckets(edges, min_sentences=1):
+        found = bleu_by_length(
+            sources, references, references, word_pairs_tokenizer, edges=edges, min_sentences=min_sentences
+        )
+        return [(b["bucket"], b["sentences"]) for b in found]
+
+    # Sentences 2 + 3 + 1: the top bucket joins the one below it, which then reaches past its upper edge.
+    down = (n[1], n[4])
+    assert buckets(down) == [(f"1-{n[1]}", 2), (f"{n[1] + 1}-{n[4]}", 3), (f"{n[4] + 1}+", 1)]
+    assert buckets(down, min_sentences=2) == [(f"1-{n[1]}", 2), (f"{n[1] + 1}+", 4)]
+    # Sentences 1 + 3 + 2: the shortest bucket has nothing below it and joins the one above.
+    up = (n[0], n[3])
+    assert buckets(up, min_sentences=2) == [(f"1-{n[3]}", 4), (f"{n[3] + 1}+", 2)]
+    # Sentences 1 + 1 + 2 + 1 + 1: merged from the top down, then the shortest upwards, until each bucket holds 2.
+    many = (n[0], n[1], n[3], n[4])
+    assert buckets(many, min_sentences=2) == [(f"1-{n[1]}", 2), (f"{n[1] + 1}-{n[3]}", 2), (f"{n[3] + 1}+", 2)]
+    # More than there are sentences: one bucket of them all is left.
+    assert buckets(down, min_sentences=7) == [("1+", 6)]
+    merged = bleu_by_length(sources, references, references, word_pairs_tokenizer, edges=down, min_sentences=2)
+    assert merged[1]["mean_source_tokens"] == sum(n[2:]) / 4
+    with pytest.raises(ValueError, match="min_sentences"):
+        bleu_by_length(sources, references, references, word_pairs_tokenizer, min_sentences=0)

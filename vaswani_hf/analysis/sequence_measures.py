@@ -131,9 +131,17 @@ def bleu_by_length(
     references: Sequence[str],
     tokenizer,
     edges: Sequence[int] = LENGTH_EDGES,
+    *,
+    min_sentences: int = 1,
 ) -> list[dict]:
     """Corpus BLEU and chrF of the sentences in each source-length bucket (tokens of `tokenizer`, </s> not counted):
-    1 to edges[0], edges[0] + 1 to edges[1], ..., and over edges[-1]. Empty buckets are left out."""
+    1 to edges[0], edges[0] + 1 to edges[1], ..., and over edges[-1]. Empty buckets are left out.
+
+    A bucket of fewer than `min_sentences` sentences is merged into its neighbour, since corpus BLEU of a handful of
+    sentences says little: the longest such bucket first, into the next shorter one (a small top bucket turns
+    "31-45" and "46+" into "31+"), and the shortest bucket, which has no shorter neighbour, into the next longer one;
+    until every bucket holds `min_sentences` or only one is left.
+    """
     sources = check_sentences("sources", sources)
     if not len(sources) == len(hypotheses) == len(references):
         raise ValueError(
@@ -142,17 +150,31 @@ def bleu_by_length(
         )
     if list(edges) != sorted(set(edges)) or not edges or edges[0] < 1:
         raise ValueError(f"edges must be increasing positive lengths, got {list(edges)}")
+    if min_sentences < 1:
+        raise ValueError(f"min_sentences must be at least 1, got {min_sentences}")
     lengths = [len(ids) - 1 for ids in tokenizer(sources, verbose=False)["input_ids"]]
     bounds = [
         (1, edges[0]),
         *((low + 1, high) for low, high in zip(edges[:-1], edges[1:], strict=True)),
         (edges[-1] + 1, None),
     ]
-    buckets = []
+    # (low, high or None, member indices) of the non-empty buckets, shortest first.
+    groups = []
     for low, high in bounds:
         members = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
-        if not members:
-            continue
+        if members:
+            groups.append((low, high, members))
+    while len(groups) > 1:
+        small = [g for g, (_, _, members) in enumerate(groups) if len(members) < min_sentences]
+        if not small:
+            break
+        # Downwards from the longest small bucket; the shortest, with nothing below it, upwards. Neighbours are
+        # adjacent ranges (an empty bucket between them is covered by the merged range, and holds no sentence).
+        upper = small[-1] if small[-1] > 0 else 1
+        (low, _, below), (_, high, above) = groups[upper - 1], groups[upper]
+        groups[upper - 1 : upper + 1] = [(low, high, below + above)]
+    buckets = []
+    for low, high, members in groups:
         scores = score([hypotheses[i] for i in members], [references[i] for i in members])
         buckets.append(
             {

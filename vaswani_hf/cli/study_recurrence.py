@@ -1,17 +1,21 @@
 """Why attention replaced recurrence, measured on this machine: the Transformer of the small-cpu preset against the
-recurrent encoder-decoder of the rnn-cpu preset with additive attention and without attention (about the same
-parameter count), each trained on the built-in corpus with the same tokenizer, recipe and minutes of updates.
+recurrent encoder-decoder of the rnn-cpu preset with attention and without attention (about the same parameter count),
+each trained on the built-in corpus with the same tokenizer and minutes of updates, the recurrent models by recipes of
+their own chosen on the validation split.
 
-    vaswani-study-recurrence                               # about 45 minutes on a 2-core CPU
-    vaswani-study-recurrence --minutes 20 --output-dir outputs/recurrence-long
+    vaswani-study-recurrence                               # about two hours on a 2-core CPU
+    vaswani-study-recurrence --minutes 5 --search-minutes 1 --output-dir outputs/recurrence-quick
 
-Measures, for each model: validation loss and test BLEU/chrF of every checkpoint against updates and minutes;
-training tokens/s and the time of one forward and backward as sentences grow, beside the sequential operations per
-layer; the gradient norm of the loss at a target position with respect to each source embedding, by distance, at
-initialisation and after training; test BLEU by source length; and the attention alignments of one sentence. Writes
-study.json and curves.png, parallelism.png, gradient_flow.png, length_buckets.png and attention.png to --output-dir.
-A stopped study continues where it stopped when started again. Run it alone on the machine: the budgets are minutes.
---replot draws the figures again from --output-dir's study.json, without training or measuring anything.
+First a recipe search: each candidate recipe of each recurrent model trains for --search-minutes and the lowest
+validation loss wins (every candidate's scores are recorded). Then, for each model: validation loss and test BLEU/chrF
+of every checkpoint against updates and minutes; training tokens/s and the time of one forward and backward as
+sentences grow, beside the sequential operations per layer; the gradient norm by distance at initialisation and after
+training, and every update's gradient norm in short runs with and without clipping; test BLEU and chrF by source
+length; a generated symbol-sequence task with test lengths never seen in training; the attention alignments of one
+sentence; and a verdict on each claim. Writes study.json, study.md (the tables of docs/studies.md) and the figures to
+--output-dir. A stopped study continues where it stopped when started again with the same settings; a folder holding a
+study with other settings is refused. Run it alone on the machine: the budgets are minutes.
+--replot draws the figures and study.md again from --output-dir's study.json, without training or measuring anything.
 """
 
 import argparse
@@ -20,7 +24,9 @@ import json
 from pathlib import Path
 
 from vaswani_hf.errors import user_errors
-from vaswani_hf.studies.recurrence import MODELS, StudySettings, plot_study, run_study
+from vaswani_hf.files import write_atomic
+from vaswani_hf.studies.length_task import LengthTaskSettings
+from vaswani_hf.studies.recurrence import MODELS, StudySettings, plot_study, render_markdown, run_study
 
 
 def parse_args(argv=None) -> StudySettings:
@@ -64,25 +70,52 @@ def _parse(argv=None) -> tuple[StudySettings, bool]:
             f"--{name.replace('_', '-')}-config", default=defaults.configs[name],
             help=f"run config (preset or YAML) of {name} (default: {defaults.configs[name]})",
         )  # fmt: skip
+    parser.add_argument(
+        "--search-minutes", type=float, default=defaults.search_minutes,
+        help=f"minutes of updates of each candidate recipe in the search (default: {defaults.search_minutes:g})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--search-sentences", type=int, default=defaults.search_sentences,
+        help=f"validation sentences each candidate translates (default: {defaults.search_sentences})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bucket-sentences", type=int, default=defaults.bucket_sentences,
+        help=f"fewest test sentences in a source-length bucket (default: {defaults.bucket_sentences})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gradient-updates", type=int, default=defaults.gradient_updates,
+        help=f"updates of the runs that record every gradient norm (default: {defaults.gradient_updates})",
+    )  # fmt: skip
+    task = defaults.length_task
+    parser.add_argument("--length-task", choices=("reverse", "copy"), default=task.task, help="(default: %(default)s)")
+    parser.add_argument(
+        "--length-minutes", type=float, default=task.minutes,
+        help=f"minutes of updates per model on the length task (default: {task.minutes:g})",
+    )  # fmt: skip
     parser.add_argument("--replot", action="store_true", help="only draw the figures again from study.json")
     parser.add_argument("overrides", nargs="*", help="run-config overrides for every model (section.key=value)")
     # Options and section.key=value overrides in any order: `... output_dir=x --resume train.max_minutes=30`.
     args = parser.parse_intermixed_args(argv)
-    for name in ("minutes", "checkpoint_minutes"):
+    for name in ("minutes", "checkpoint_minutes", "search_minutes", "length_minutes"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
-    for name in ("processes", "curve_sentences", "gradient_sentences", "timing_batch_size"):
+    for name in (
+        "processes", "curve_sentences", "gradient_sentences", "timing_batch_size", "search_sentences",
+        "bucket_sentences", "gradient_updates",
+    ):  # fmt: skip
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.corpus != "default" and args.test is None:
         parser.error("--corpus other than the built-in one needs --test")
     configs = {name: getattr(args, f"{name}_config") for name in MODELS}
-    fields = {f.name for f in dataclasses.fields(StudySettings)} - {"configs", "overrides", "lengths", "example"}
+    fixed = {"configs", "overrides", "lengths", "example", "search", "length_task"}
+    fields = {f.name for f in dataclasses.fields(StudySettings)} - fixed
     settings = StudySettings(
         **{name: getattr(args, name) for name in fields},
         lengths=tuple(args.lengths),
         configs=configs,
         overrides=tuple(args.overrides),
+        length_task=LengthTaskSettings(task=args.length_task, minutes=args.length_minutes),
     )
     return settings, args.replot
 
@@ -94,7 +127,9 @@ def main(argv=None) -> int:
         out = Path(settings.output_dir)
         if not (out / "study.json").is_file():
             raise SystemExit(f"error: {out / 'study.json'} does not exist: run the study first")
-        for path in plot_study(json.loads((out / "study.json").read_text()), out):
+        report = json.loads((out / "study.json").read_text())
+        write_atomic(out / "study.md", render_markdown(report))
+        for path in [out / "study.md", *plot_study(report, out)]:
             print(f"wrote {path}")
         return 0
     run_study(settings)

@@ -42,7 +42,7 @@ from .checkpoints import (
 from .corpus import check_corpus_record, load_or_train_tokenizer, prepare_corpus, prepared_cache_dir
 from .loss import training_loss
 from .memory import keep_freed_memory
-from .optim import noam_schedule, paper_adam
+from .optim import optimizer_and_schedule
 from .precision import resolve_mixed_precision
 from .run_config import RunConfig, describe_settings, presets
 from .updates import plan_epoch
@@ -235,8 +235,7 @@ def setup(args: argparse.Namespace) -> Run:
     shape = {k: getattr(model_config, k, None) for k in ("model_type", "vocab_size", "hidden_size", "encoder_layers")}
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {shape}")
 
-    optimizer = paper_adam(model.parameters(), cfg.train.lr_scale, cfg.train.weight_decay)
-    scheduler = noam_schedule(optimizer, model_config.hidden_size, cfg.train.warmup_steps)
+    optimizer, scheduler = optimizer_and_schedule(model.parameters(), cfg.train, model_config.hidden_size)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     store_tied_weights_once(accelerator)
     state = TrainingState()

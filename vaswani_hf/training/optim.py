@@ -39,3 +39,27 @@ def paper_adam(params, lr_scale: float = 1.0, weight_decay: float = 0.0) -> torc
     tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
     fused = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in tensors) or None
     return torch.optim.Adam(params, lr=lr_scale, betas=(0.9, 0.98), eps=1e-9, weight_decay=weight_decay, fused=fused)
+
+
+def constant_lambda(warmup_steps: int):
+    """A fixed learning rate after a linear warm-up: update n (1-based) trains at min(1, n / warmup) of it."""
+    if warmup_steps <= 0:
+        raise ValueError(f"constant_lambda needs warmup_steps > 0, got {warmup_steps}.")
+
+    def lr_at(step: int) -> float:
+        return min(1.0, (step + 1) / warmup_steps)
+
+    return lr_at
+
+
+def optimizer_and_schedule(params, train, d_model: int) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+    """The run config's optimiser and schedule (`train` is a `TrainArgs`): the paper's Adam with Eq. 3 scaled by
+    `train.lr_scale` (`schedule: noam`), or the same Adam at `train.learning_rate` after a linear warm-up
+    (`schedule: constant`)."""
+    if train.schedule == "noam":
+        optimizer = paper_adam(params, train.lr_scale, train.weight_decay)
+        return optimizer, noam_schedule(optimizer, d_model, train.warmup_steps)
+    if train.schedule == "constant":
+        optimizer = paper_adam(params, train.learning_rate, train.weight_decay)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, constant_lambda(train.warmup_steps))
+    raise ValueError(f"unknown train.schedule {train.schedule!r}: use 'noam' or 'constant'")

@@ -184,6 +184,17 @@ class TrainArgs:
         1.0, help="factor on the learning rate of Eq. 3 (1.0 is the paper)", valid="> 0",
         paper="factor on the learning rate of Eq. 3 (§5.3)",
     )  # fmt: skip
+    # Recurrent encoder-decoders were trained with Adam or SGD at a fixed rate (Bahdanau et al.: Adadelta; Luong et
+    # al.: SGD at 1.0, halved late); `constant` gives them a recipe of their own beside Eq. 3.
+    schedule: Literal["noam", "constant"] = setting(
+        "noam", help="learning-rate schedule: noam (Eq. 3) or constant (train.learning_rate after a linear warm-up of "
+        "train.warmup_steps updates)",
+        paper="learning-rate schedule (§5.3: Eq. 3)",
+    )  # fmt: skip
+    learning_rate: float = setting(
+        1e-3, help="Adam's learning rate with train.schedule=constant (unused by Eq. 3)", valid="> 0",
+        paper="learning rate of the constant schedule (the paper uses Eq. 3)",
+    )  # fmt: skip
     # Validation reports it beside the plain cross-entropy and perplexity.
     label_smoothing: float = setting(
         0.1, help="eps_ls of the training loss (the paper's is 0.1)", valid="[0, 1)",
