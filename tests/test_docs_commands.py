@@ -178,11 +178,23 @@ COMMANDS: dict[str, Run | Skip] = {
             "16",
             "--timing-batch-size",
             "2",
+            "--search-minutes",
+            "0.05",
+            "--search-sentences",
+            "4",
+            "--bucket-sentences",
+            "1",
+            "--gradient-updates",
+            "2",
+            "--length-minutes",
+            "0.05",
         ),
         after=TINY_ANY_MODEL,
         slow=True,
     ),
-    "vaswani-study-recurrence --minutes 30": Skip("the same command as above with a longer budget"),
+    "vaswani-study-recurrence --minutes 5 --search-minutes 1 --output-dir outputs/recurrence-quick": Skip(
+        "the same command as above with shorter budgets"
+    ),
     # docs/training.md
     "vaswani-train --config base output_dir=runs/base data.corpus=data/train data.validation=data/valid": Run(
         after=TINY_RUN, slow=True

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from vaswani_hf.studies.recurrence import render_markdown, render_verdicts, verdicts
+
 ROOT = Path(__file__).resolve().parent.parent
 MAIN_JOB = "model_cards/main-job/results.json"
 TRANSLATION = "docs/benchmarks/translation-cpu.json"
@@ -45,12 +47,6 @@ def padding(name: str) -> str:
     return f"{load(PADDING)['batchings'][name]['padding_share']:.1%}"
 
 
-def short_exponent(value: float) -> str:
-    """2.4e-2, as the pages write it (Python writes 2.4e-02)."""
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
 def row(path: str, run: str) -> dict:
     return next(r for r in load(path)["rows"] if r["run"] == run)
 
@@ -66,14 +62,6 @@ def model(name: str) -> dict:
 def tokens_per_s(results: str) -> float:
     train = load(results)["train"]
     return train["target_tokens"] / (train["train_minutes"] * 60)
-
-
-def gradient(name: str, distance: int, when: str = "initialisation") -> float:
-    return model(name)["gradient_by_distance"][when]["mean_norm"][distance]
-
-
-def step_seconds(name: str, length: int) -> float:
-    return next(s["seconds"] for s in model(name)["step_seconds"] if s["length"] == length)
 
 
 MJ = lambda: load(MAIN_JOB)  # noqa: E731
@@ -163,51 +151,24 @@ CLAIMS = [
             lambda: f"{load(TUNED)['test']['test_help']['bleu']:.1f}",
         ],
     ),
-    # README: the recurrence study's table
-    (
-        "README.md",
-        "test BLEU after 10 minutes {} / {} / {}",
-        [lambda m=m: f"{model(m)['test']['bleu']:.1f}" for m in ("transformer", "rnn_attention", "rnn_no_attention")],
-    ),
-    (
-        "README.md",
-        "| {} / {} / {} target tokens/s;",
-        [
-            lambda m=m: thousands(model(m)["train_target_tokens_per_s"])
-            for m in ("transformer", "rnn_attention", "rnn_no_attention")
-        ],
-    ),
-    (
-        "README.md",
-        "but only a {}-fold slower step at n = 128",
-        [lambda: f"{step_seconds('rnn_attention', 128) / step_seconds('transformer', 128):.1f}"],
-    ),
-    (
-        "README.md",
-        "from distance 0 to 20: {}-fold / {}-fold / {}-fold weaker",
-        [
-            lambda m=m: f"{gradient(m, 0) / gradient(m, 20):.{1 if m != 'rnn_no_attention' else 0}f}"
-            for m in ("transformer", "rnn_attention", "rnn_no_attention")
-        ],
-    ),
-    # docs/studies.md and docs/training.md: the models compared
+    # docs/studies.md: the recurrence study's discussion (its tables are render_markdown's, checked below)
     (
         "docs/studies.md",
-        "the Transformer of the `small-cpu` preset ({} parameters, pre-norm)",
-        [lambda: millions(model("transformer")["parameters"])],
-    ),
-    (
-        "docs/studies.md",
-        "with additive attention ({} parameters) and without attention ({}:",
+        "after {} minutes the GRU with attention reaches {} test BLEU and the GRU without attention {}, short of",
         [
-            lambda: millions(model("rnn_attention")["parameters"]),
-            lambda: millions(model("rnn_no_attention")["parameters"]),
+            lambda: f"{load(STUDY)['settings']['minutes']:g}",
+            lambda: f"{model('rnn_attention')['test']['bleu']:.1f}",
+            lambda: f"{model('rnn_no_attention')['test']['bleu']:.1f}",
         ],
     ),
+    # docs/training.md: the rnn-cpu preset as it is (the study's search tries it as its `eq3` candidate)
     (
         "docs/training.md",
         "`small-cpu`'s Transformer ({} parameters against {})",
-        [lambda: millions(model("rnn_attention")["parameters"]), lambda: millions(model("transformer")["parameters"])],
+        [
+            lambda: millions(load(STUDY)["search"]["rnn_attention"]["candidates"]["eq3"]["parameters"]),
+            lambda: millions(model("transformer")["parameters"]),
+        ],
     ),
     (
         "README.md",
@@ -223,29 +184,6 @@ CLAIMS = [
             lambda: padding("vaswani-train: token buckets"),
             lambda: padding("Trainer: 32 sentences, random order"),
             lambda: padding("Trainer: 32 sentences, group_by_length"),
-        ],
-    ),
-    # docs/studies.md
-    (
-        "docs/studies.md",
-        "without attention the gradient falls {}-fold from distance 0 to 20 ({} to {}), and it starts {} times weaker "
-        "than with attention; with attention it falls only {}-fold, and through the Transformer's self-attention "
-        "{}-fold.",
-        [
-            lambda: f"{gradient('rnn_no_attention', 0) / gradient('rnn_no_attention', 20):.0f}",
-            lambda: short_exponent(gradient("rnn_no_attention", 0)),
-            lambda: short_exponent(gradient("rnn_no_attention", 20)),
-            lambda: f"{gradient('rnn_attention', 0) / gradient('rnn_no_attention', 0):.1f}",
-            lambda: f"{gradient('rnn_attention', 0) / gradient('rnn_attention', 20):.1f}",
-            lambda: f"{gradient('transformer', 0) / gradient('transformer', 20):.1f}",
-        ],
-    ),
-    (
-        "docs/studies.md",
-        "From 8 to 128 tokens the time grows {}-fold for the Transformer, {}-fold with attention and {}-fold without",
-        [
-            lambda m=m, d=d: f"{step_seconds(m, 128) / step_seconds(m, 8):.{d}f}"
-            for m, d in (("transformer", 1), ("rnn_attention", 0), ("rnn_no_attention", 0))
         ],
     ),
     # docs/speed.md
@@ -526,3 +464,14 @@ def test_every_results_file_records_its_provenance_or_its_pages_say_so():
     assert not unsaid, (
         "pages citing results without provenance must name them in a **Provenance.** paragraph:\n" + "\n".join(unsaid)
     )
+
+
+def test_the_recurrence_study_tables_on_the_pages_are_its_study_json():
+    """docs/studies.md holds the tables and verdicts that `render_markdown` makes of the committed study.json, and the
+    README its verdict table: `vaswani-study-recurrence --replot` writes them to study.md to copy."""
+    report = load(STUDY)
+    assert render_markdown(report) in (ROOT / "docs" / "studies.md").read_text(), (
+        "docs/studies.md differs from render_markdown(study.json): copy study.md from --replot"
+    )
+    assert render_verdicts(report, "docs/figures/recurrence") in (ROOT / "README.md").read_text()
+    assert [v["verdict"] for v in report["verdicts"]] == [v["verdict"] for v in verdicts(report)]

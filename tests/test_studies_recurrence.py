@@ -4,6 +4,7 @@ corpus by the training command, then every measurement of the study and its figu
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,11 +76,17 @@ def tiny_settings(corpus, tmp_path, **changes) -> StudySettings:
     return dataclasses.replace(settings, **changes)
 
 
-def test_a_tiny_study_produces_every_section(corpus, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_study(corpus, tmp_path_factory, one_thread):
+    """A tiny study run once for the tests below: (settings, report)."""
+    tmp_path = tmp_path_factory.mktemp("tiny-study")
     settings = tiny_settings(corpus, tmp_path)
-    report = run_study(settings)
+    return settings, run_study(settings)
 
-    out = tmp_path / "study"
+
+def test_a_tiny_study_produces_every_section(tiny_study):
+    settings, report = tiny_study
+    out = Path(settings.output_dir)
     assert json.loads((out / "study.json").read_text()) == json.loads(json.dumps(report))
     assert report["provenance"]["commit"] is None or len(report["provenance"]["commit"]) >= 40
     assert {"cpu", "threads", "versions", "command"} <= set(report["provenance"])
@@ -134,24 +141,43 @@ def test_a_tiny_study_produces_every_section(corpus, tmp_path):
         assert (out / figure).stat().st_size > 1000, figure
         assert figure in (out / "study.md").read_text() or figure in ("attention.png",), figure
 
-    # The figures and study.md can be drawn again from study.json alone.
+
+def test_the_figures_and_tables_are_drawn_again_from_study_json(tiny_study, tmp_path):
+    out = Path(tiny_study[0].output_dir)
     for figure in (*FIGURES, "study.md"):
         (out / figure).unlink()
     assert main(["--replot", "--output-dir", str(out)]) == 0
     assert all((out / figure).is_file() for figure in (*FIGURES, "study.md"))
+    assert (out / "study.md").read_text() == render_markdown(tiny_study[1])
     with pytest.raises(SystemExit, match="run the study first"):
         main(["--replot", "--output-dir", str(tmp_path / "nothing")])
 
+
+def test_a_study_started_again_keeps_its_trainings_and_refuses_other_settings(tiny_study):
+    settings, report = tiny_study
     # Started again with the same settings, the study keeps the finished trainings and searches.
     again = run_study(settings)
     assert again["models"]["transformer"]["train"] == report["models"]["transformer"]["train"]
     assert again["search"] == report["search"]
 
-    # With other training settings, the folder is refused rather than its trainings reused.
-    with pytest.raises(ValueError, match=r"other settings \(minutes: 20.0 then, 3.0 now"):
-        run_study(dataclasses.replace(settings, minutes=3.0))
+    assert again["earlier_minutes"] == report["earlier_minutes"] == []
+
+    # With other training settings, the folder is refused rather than its trainings reused; so is a shorter budget.
+    record = (Path(settings.output_dir) / "study-settings.json").read_text()
+    for change, message in (
+        ({"minutes": 3.0}, "minutes: 20.0 then, 3.0 now"),
+        ({"search_minutes": 1.0}, "search_minutes: 3.0 then, 1.0 now"),
+        ({"minutes": 30.0, "gradient_updates": 4}, "gradient_updates: 3 then, 4 now; minutes: 20.0 then, 30.0 now"),
+    ):
+        with pytest.raises(ValueError, match=rf"other settings \({message}\)"):
+            run_study(dataclasses.replace(settings, **change))
+    assert (Path(settings.output_dir) / "study-settings.json").read_text() == record
     # Settings that only change a measurement may differ.
-    check_settings(dataclasses.replace(settings, curve_sentences=3))
+    assert check_settings(dataclasses.replace(settings, curve_sentences=3)) == []
+    # A longer budget continues the trainings; the record keeps the budgets they began with.
+    assert check_settings(dataclasses.replace(settings, minutes=30.0)) == [20.0]
+    assert check_settings(dataclasses.replace(settings, minutes=45.0)) == [20.0, 30.0]
+    assert check_settings(dataclasses.replace(settings, minutes=45.0)) == [20.0, 30.0]
 
 
 def test_a_folder_of_something_else_is_refused(tmp_path, corpus):
@@ -178,3 +204,22 @@ def test_the_command_checks_its_options(capsys):
         with pytest.raises(SystemExit):
             parse_args(argv)
         assert message in capsys.readouterr().err
+
+
+def test_a_training_to_a_shorter_budget_trains_on_and_one_to_this_budget_is_kept(tiny_study, tmp_path, monkeypatch):
+    from vaswani_hf.studies import recurrence
+
+    settings, _ = tiny_study
+    run = tmp_path / "run"
+    shutil.copytree(Path(settings.output_dir) / "rnn_no_attention", run)
+    calls = []
+    monkeypatch.setattr(recurrence, "run_training", lambda processes, arguments: calls.append(arguments))
+    for budget, trains_on in ((None, False), (20.0, False), (10.0, True)):
+        config = yaml.safe_load((run / "run_config.yaml").read_text())
+        config["train"]["max_minutes"] = budget
+        (run / "run_config.yaml").write_text(yaml.safe_dump(config))
+        calls.clear()
+        recurrence._train(dataclasses.replace(settings, overrides=()), run, "rnn_no_attention", None)
+        assert bool(calls) == trains_on, budget
+    # Where it trains on, it continues the run from its checkpoints to the study's budget.
+    assert "--resume" in calls[-1] and "train.max_minutes=20.0" in calls[-1]

@@ -13,8 +13,9 @@ sentences grow, beside the sequential operations per layer; the gradient norm by
 training, and every update's gradient norm in short runs with and without clipping; test BLEU and chrF by source
 length; a generated symbol-sequence task with test lengths never seen in training; the attention alignments of one
 sentence; and a verdict on each claim. Writes study.json, study.md (the tables of docs/studies.md) and the figures to
---output-dir. A stopped study continues where it stopped when started again with the same settings; a folder holding a
-study with other settings is refused. Run it alone on the machine: the budgets are minutes.
+--output-dir. A stopped study continues where it stopped when started again with the same settings, and started again
+with a longer --minutes its trainings train on from their last checkpoints; a folder holding a study with other
+settings is refused. Run it alone on the machine: the budgets are minutes.
 --replot draws the figures and study.md again from --output-dir's study.json, without training or measuring anything.
 """
 

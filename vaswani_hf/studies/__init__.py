@@ -1,2 +1,3 @@
 """Studies: models trained and measured, each reproduced by one command: the main job (`main_job`, the whole recipe on
-the built-in corpus) and the Transformer against recurrent models (`recurrence`)."""
+the built-in corpus) and the Transformer against recurrent models (`recurrence`, with its parts `gradient_norms` and
+`length_task`)."""

@@ -21,7 +21,8 @@ own.
 
 Everything goes to `study.json` (with its provenance), `study.md` (the tables of docs/studies.md, `render_markdown`)
 and PNG figures in the output folder. A run that was stopped continues where it stopped: finished trainings are kept,
-a stopped one resumes from its last checkpoint. A folder that holds a study with other settings is refused.
+a stopped one resumes from its last checkpoint; with a longer `minutes`, every training trains on from its last
+checkpoint. A folder that holds a study with other settings is refused.
 """
 
 from __future__ import annotations
@@ -131,40 +132,55 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def check_settings(settings: StudySettings) -> None:
+def check_settings(settings: StudySettings) -> list[float]:
     """Refuses a folder that holds a study started with other training settings: its finished trainings would be
-    reused as if they were this study's. Writes the settings on the first run."""
+    reused as if they were this study's. A longer `minutes` is the one change allowed: every schedule here depends on
+    the update, not on the budget, so the trainings continue from their last checkpoints as a longer run would have
+    gone on. Writes the settings, with the shorter budgets the folder was trained to before (`earlier_minutes`), and
+    returns those budgets."""
     out = Path(settings.output_dir)
     record = out / "study-settings.json"
     mine = json.loads(json.dumps({k: v for k, v in asdict(settings).items() if k not in MEASUREMENT_ONLY}))
     if record.is_file():
         theirs = json.loads(record.read_text())
+        earlier = theirs.pop("earlier_minutes", [])
         changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        if changed:
+        if changed == ["minutes"] and mine["minutes"] > theirs["minutes"]:
+            earlier = [*earlier, theirs["minutes"]]
+            write_atomic(record, json.dumps({**mine, "earlier_minutes": earlier}, indent=2) + "\n")
+        elif changed:
             details = "; ".join(f"{k}: {theirs.get(k)!r} then, {mine.get(k)!r} now" for k in changed)
             raise ValueError(
                 f"{out} holds a recurrence study started with other settings ({details}). Its trainings would be "
-                f"reused as this study's: choose another --output-dir, or delete {out} to start again."
+                f"reused as this study's (only a longer --minutes continues them): choose another --output-dir, or "
+                f"delete {out} to start again."
             )
-        return
+        return earlier
     if out.is_dir() and any(out.iterdir()):
         raise ValueError(
             f"{out} is not empty and holds no study-settings.json: it is not a recurrence study of this version. "
             "Choose another --output-dir, or empty the folder."
         )
     write_atomic(record, json.dumps(mine, indent=2) + "\n")
+    return []
 
 
 def _train(settings: StudySettings, folder: Path, name: str, tokenizer_dir: Path | None, extra=(), minutes=None):
     """Trains one model into `folder` (or continues or keeps its run) and returns the folder."""
     run = RunDir(folder)
+    minutes = minutes or settings.minutes
     if run.is_finished():
-        _log(f"   {run.root} holds a finished run; kept")
-        return run.root
+        # A run trained to a shorter budget (a study continued with a longer --minutes) trains on from its last
+        # checkpoint; one trained to this budget, or to a budget of updates, is kept.
+        budget = RunConfig.load(run.run_config).train.max_minutes
+        if budget is None or budget >= minutes:
+            _log(f"   {run.root} holds a finished run; kept")
+            return run.root
+        _log(f"   {run.root} holds a run of {budget:g} minutes; it trains on to {minutes:g}")
     arguments = [
         "--config", settings.configs[name], *run.train_arguments(),
-        f"train.max_minutes={minutes or settings.minutes}",
-        f"checkpoint.every_minutes={min(settings.checkpoint_minutes, minutes or settings.minutes)}", "checkpoint.keep=1000",
+        f"train.max_minutes={minutes}",
+        f"checkpoint.every_minutes={min(settings.checkpoint_minutes, minutes)}", "checkpoint.keep=1000",
         f"data.corpus={settings.corpus}", f"data.src_lang={settings.src_lang}", f"data.tgt_lang={settings.tgt_lang}",
         *([f"data.tokenizer={tokenizer_dir}"] if tokenizer_dir is not None else []),
         *MODELS[name][1], *extra, *settings.overrides,
@@ -300,9 +316,11 @@ def run_study(settings: StudySettings) -> dict:
     from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
     out = Path(settings.output_dir)
-    check_settings(settings)
+    earlier_minutes = check_settings(settings)
     started = time.monotonic()
     report: dict = {"settings": asdict(settings), "provenance": provenance(), "search": {}, "models": {}}
+    # The trainings of a study continued with a longer --minutes began in runs to these budgets.
+    report["earlier_minutes"] = earlier_minutes
 
     _log(f"== 1. Training: {len(MODELS)} models, {settings.minutes:g} minutes of updates each")
     runs, tokenizer_dir, tokenizer = {}, None, None
@@ -590,10 +608,17 @@ def render_markdown(report: dict) -> str:
     prov = report["provenance"]
     versions = prov["versions"]
     lines = [
-        f"Measured with `{prov['command']}` at commit {_short_commit(prov['commit'])} on a {prov['cpu']['model']} "
+        f"Measured with `{prov['command']}` at commit {_short_commit(prov['commit'])} on {prov['cpu']['model']} "
         f"({prov['cpu']['cores']} cores, bf16 matrix units: {prov['cpu']['bf16_matrix_units'] or 'none'}), torch "
         f"{versions['torch']}, transformers {versions['transformers']}, accelerate {versions.get('accelerate')}; "
-        f"{report['settings']['minutes']:g} minutes of updates per model.",
+        f"{report['settings']['minutes']:g} minutes of updates per model"
+        + (
+            f", continuing the trainings of a study of {', then '.join(f'{m:g}' for m in report['earlier_minutes'])} "
+            "minutes (the same settings, a shorter --minutes)"
+            if report.get("earlier_minutes")
+            else ""
+        )
+        + f"; {report['wall_minutes']:.0f} minutes of wall time.",
         "",
         "**Recipe search** (validation split; the lowest validation loss wins):",
         "",
@@ -683,9 +708,15 @@ def render_markdown(report: dict) -> str:
     )  # fmt: skip
 
     lines += ["", "**Verdicts** (the rules are in `vaswani_hf.studies.recurrence.verdicts`):", ""]
-    lines += _table(
+    return "\n".join(lines) + "\n" + render_verdicts(report)
+
+
+def render_verdicts(report: dict, figures: str = "figures/recurrence") -> str:
+    """The verdict table alone, with links to the figures in the folder `figures` (relative to the page): the README
+    quotes it from the repository's root."""
+    lines = _table(
         ["claim", "verdict", "evidence", "figure"],
-        [[v["claim"], f"**{v['verdict']}**", v["evidence"], f"[{v['figure']}](figures/recurrence/{v['figure']})"]
+        [[v["claim"], f"**{v['verdict']}**", v["evidence"], f"[{v['figure']}]({figures}/{v['figure']})"]
          for v in report["verdicts"]],
     )  # fmt: skip
     return "\n".join(lines) + "\n"
