@@ -280,8 +280,23 @@ def test_resuming_a_finished_run_changes_nothing_and_a_longer_budget_trains_on(c
     assert model_file.read_bytes() == before
     assert json.loads((tmp_path / "run" / "train_summary.json").read_text()) == summary
     # A longer budget is a change a resumed run may make: it trains the extra updates and averages again.
-    train(corpus, tmp_path / "run", *STEPS, "train.max_steps=310", resume=True)
+    train(corpus, tmp_path / "run", *STEPS, "train.max_steps=310", "train.log_every=7", resume=True)
     assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["updates"] == 310
+    # Its first log line, at update 301, is the mean loss of the one update since the resume, not of log_every
+    # updates: it is near the loss logged before the resume, not a seventh of it.
+    losses = logged_losses(tmp_path / "run" / "train")
+    assert sorted(losses) == [*range(10, 301, 10), 301, 308], sorted(losses)
+    assert 0.6 < losses[301] / losses[300] < 1.6, (losses[300], losses[301])
+
+
+def logged_losses(log_dir: Path) -> dict[int, float]:
+    """train/loss by update from the TensorBoard event files of a run's log folder (what `tensorboard` shows)."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    events = EventMultiplexer().AddRunsFromDirectory(str(log_dir))
+    events.Reload()
+    runs = [run for run, tags in events.Runs().items() if "train/loss" in tags["scalars"]]
+    return {event.step: event.value for run in runs for event in events.Scalars(run, "train/loss")}
 
 
 def test_checkpoints_keep_the_training_state_as_json_and_nothing_loads_a_pickle_with_code(uninterrupted, tmp_path):

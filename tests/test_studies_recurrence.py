@@ -165,9 +165,9 @@ def test_a_study_started_again_keeps_its_trainings_and_refuses_other_settings(ti
     # With other training settings, the folder is refused rather than its trainings reused; so is a shorter budget.
     record = (Path(settings.output_dir) / "study-settings.json").read_text()
     for change, message in (
-        ({"minutes": 3.0}, "minutes: 20.0 then, 3.0 now"),
+        ({"minutes": 3.0}, "minutes: 40.0 then, 3.0 now"),
         ({"search_minutes": 1.0}, "search_minutes: 3.0 then, 1.0 now"),
-        ({"minutes": 30.0, "gradient_updates": 4}, "gradient_updates: 3 then, 4 now; minutes: 20.0 then, 30.0 now"),
+        ({"minutes": 30.0, "gradient_updates": 4}, "gradient_updates: 3 then, 4 now; minutes: 40.0 then, 30.0 now"),
     ):
         with pytest.raises(ValueError, match=rf"other settings \({message}\)"):
             run_study(dataclasses.replace(settings, **change))
@@ -175,9 +175,9 @@ def test_a_study_started_again_keeps_its_trainings_and_refuses_other_settings(ti
     # Settings that only change a measurement may differ.
     assert check_settings(dataclasses.replace(settings, curve_sentences=3)) == []
     # A longer budget continues the trainings; the record keeps the budgets they began with.
-    assert check_settings(dataclasses.replace(settings, minutes=30.0)) == [20.0]
-    assert check_settings(dataclasses.replace(settings, minutes=45.0)) == [20.0, 30.0]
-    assert check_settings(dataclasses.replace(settings, minutes=45.0)) == [20.0, 30.0]
+    assert check_settings(dataclasses.replace(settings, minutes=60.0)) == [40.0]
+    assert check_settings(dataclasses.replace(settings, minutes=90.0)) == [40.0, 60.0]
+    assert check_settings(dataclasses.replace(settings, minutes=90.0)) == [40.0, 60.0]
 
 
 def test_a_folder_of_something_else_is_refused(tmp_path, corpus):
@@ -214,7 +214,7 @@ def test_a_training_to_a_shorter_budget_trains_on_and_one_to_this_budget_is_kept
     shutil.copytree(Path(settings.output_dir) / "rnn_no_attention", run)
     calls = []
     monkeypatch.setattr(recurrence, "run_training", lambda processes, arguments: calls.append(arguments))
-    for budget, trains_on in ((None, False), (20.0, False), (10.0, True)):
+    for budget, trains_on in ((None, False), (40.0, False), (10.0, True)):
         config = yaml.safe_load((run / "run_config.yaml").read_text())
         config["train"]["max_minutes"] = budget
         (run / "run_config.yaml").write_text(yaml.safe_dump(config))
@@ -222,4 +222,4 @@ def test_a_training_to_a_shorter_budget_trains_on_and_one_to_this_budget_is_kept
         recurrence._train(dataclasses.replace(settings, overrides=()), run, "rnn_no_attention", None)
         assert bool(calls) == trains_on, budget
     # Where it trains on, it continues the run from its checkpoints to the study's budget.
-    assert "--resume" in calls[-1] and "train.max_minutes=20.0" in calls[-1]
+    assert "--resume" in calls[-1] and "train.max_minutes=40.0" in calls[-1]

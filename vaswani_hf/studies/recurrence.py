@@ -95,7 +95,7 @@ class StudySettings:
 
     output_dir: str = "outputs/recurrence-study"
     # Minutes of update time per model (validation and checkpointing not counted): the same for every model.
-    minutes: float = 20.0
+    minutes: float = 40.0
     processes: int = min(2, os.cpu_count() or 1)
     checkpoint_minutes: float = 2.0
     # The corpus: "default" (the built-in English-German corpus, tested on its help split) or what load_parallel

@@ -281,7 +281,9 @@ def train(run: Run) -> bool:
         total=cfg.train.max_steps, initial=state.step, disable=not accelerator.is_main_process, desc="updates"
     )
     last_checkpoint_time = time.monotonic()
-    logged_loss, logged_tokens, logged_seconds = torch.zeros((), device=accelerator.device), 0, 0.0
+    # Sums since the last log line; a resumed run's first line covers the updates since the resume, not log_every.
+    logged_loss, logged_updates = torch.zeros((), device=accelerator.device), 0
+    logged_tokens, logged_seconds = 0, 0.0
     # The last update whose loss was finite on every process, and this process's loss there (a tensor, read only if
     # the run diverges: no synchronisation per update).
     last_finite = None
@@ -318,6 +320,7 @@ def train(run: Run) -> bool:
                     accelerator.backward(loss)
                 update_loss += loss.detach()
             logged_loss += update_loss
+            logged_updates += 1
             if cfg.train.clip_norm is not None:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
             optimizer.step()
@@ -334,7 +337,7 @@ def train(run: Run) -> bool:
             progress.update()
 
             if state.step % cfg.train.log_every == 0:
-                mean_loss = accelerator.reduce(logged_loss, "mean").item() / cfg.train.log_every
+                mean_loss = accelerator.reduce(logged_loss, "mean").item() / logged_updates
                 metrics = {
                     "train/loss": mean_loss,
                     "train/lr": scheduler.get_last_lr()[0],
@@ -345,7 +348,7 @@ def train(run: Run) -> bool:
                 accelerator.log(metrics, step=state.step)
                 progress.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{logged_tokens / logged_seconds:.0f}")
                 logged_loss.zero_()
-                logged_tokens, logged_seconds = 0, 0.0
+                logged_updates, logged_tokens, logged_seconds = 0, 0, 0.0
 
             # Every process must agree on stopping, validating and checkpointing, even when only one got the signal
             # or the clocks differ (each measures its own update time): a max over processes, taken before any of
