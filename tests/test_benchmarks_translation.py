@@ -24,14 +24,16 @@ def test_the_same_search_gives_the_same_translations_in_every_engine(trained_toy
     test.write_text(
         "".join(json.dumps({"en": as_text(s), "de": as_text(t)}) + "\n" for s, t in zip(sources, targets, strict=True))
     )
-    runs = ["vaswani_hf:fp32:power", "marian:fp32", "ctranslate2:fp32", "vaswani_hf:fp32:gnmt", "ctranslate2:int8"]
+    runs = ["vaswani_hf:fp32:power", "marian:fp32", "ctranslate2:fp32", "vaswani_hf:fp32:gnmt", "ctranslate2:int8",
+            "vaswani_hf:fp32:power@24", "ctranslate2:fp32@24"]  # fmt: skip
     output, table = tmp_path / "bench.json", tmp_path / "bench.md"
     benchmark_translation.main([str(model_dir), "--test", str(test), "--runs", *runs, "--output", str(output),
                                 "--markdown", str(table)])  # fmt: skip
 
     rows = {row["run"]: row for row in json.loads(output.read_text())["rows"]}
     assert list(rows) == runs
-    for run in ("marian:fp32", "ctranslate2:fp32"):
+    # Batches of at most 24 padded source tokens (a few sentences each) change the memory, not the translations.
+    for run in ("marian:fp32", "ctranslate2:fp32", "vaswani_hf:fp32:power@24", "ctranslate2:fp32@24"):
         assert rows[run]["identical_to_reference"] == len(sources), run
         assert rows[run]["bleu"] == rows["vaswani_hf:fp32:power"]["bleu"]
     # The toy model has learnt its task: the translations are right, not merely equal.
@@ -50,7 +52,17 @@ def test_the_same_search_gives_the_same_translations_in_every_engine(trained_toy
         assert 0 <= share["source_padding_share"] < 1 and 0 <= share["decoder_padding_share"] < 1
 
 
-@pytest.mark.parametrize("spec", ["marian:int8", "ctranslate2:bf16", "ctranslate2:fp32:gnmt", "onnx:fp32"])
+@pytest.mark.parametrize(
+    "spec",
+    ["marian:int8", "ctranslate2:bf16", "ctranslate2:fp32:gnmt", "onnx:fp32", "marian:fp32@256", "vaswani_hf:fp32@0",
+     "vaswani_hf:fp32@many", "vaswani_hf:fp32@-5"],
+)  # fmt: skip
 def test_a_run_no_engine_has_is_refused(spec):
     with pytest.raises(ValueError, match="run"):
         benchmark_translation.parse_run(spec)
+
+
+def test_a_run_names_its_token_budget_after_an_at_sign():
+    assert benchmark_translation.parse_run("vaswani_hf:bf16:power@512") == ("vaswani_hf", "bf16", "power", 512)
+    assert benchmark_translation.parse_run("ctranslate2:int8@64") == ("ctranslate2", "int8", "power", 64)
+    assert benchmark_translation.parse_run("vaswani_hf:fp32") == ("vaswani_hf", "fp32", "gnmt", None)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from . import files
 from .data.batching import length_batches, pad_ids
+from .generation_vaswani import source_length_offset
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,10 @@ def check_sentences(name: str, sentences, first_index: int = 0) -> list[str]:
 
 # Lines that `translate_stream` reads, sorts and translates together (see there for the choice).
 DEFAULT_WINDOW = 10_000
+# Tokens per batch, each sentence counted at its output limit (`decoding_lengths`): the smallest setting of
+# docs/speed.md's "Memory" that stays within the peak memory of Marian's batches of 32 sentences, at the speed of the
+# largest.
+DEFAULT_MAX_TOKENS = 8192
 
 
 def translate(
@@ -132,14 +137,15 @@ def translate(
     tokenizer,
     sentences: Sequence[str],
     *,
-    max_tokens: int = 4096,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
     show_progress: bool = False,
     **generate_kwargs,
 ) -> list[str]:
     """Translates `sentences` with `model.generate`, one hypothesis per sentence, in the order given.
 
-    Sentences are sorted by tokenized length and grouped so that each batch's padded source (batch size x longest
-    source, in tokens) stays within `max_tokens`. Decoding uses the model's generation config, which for this
+    Sentences are sorted by tokenized length and grouped so that each batch, counted as batch size x the longest
+    output limit in it (source length + 50 with the paper's decoding: `decoding_lengths`), stays within `max_tokens`,
+    which bounds the memory of decoding. Decoding uses the model's generation config, which for this
     package's models is the paper's (beam 4, GNMT length penalty 0.6, at most source length + 50 tokens);
     `generate_kwargs` override it (e.g. `num_beams=1`, `max_new_tokens=100`). The model runs in eval mode on its own
     device under `torch.inference_mode()`, and is put back in training mode afterwards if it was in it.
@@ -176,13 +182,13 @@ def translate_stream(
     sentences: Iterable[str],
     *,
     window: int = DEFAULT_WINDOW,
-    max_tokens: int = 4096,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
     show_progress: bool = False,
     total: int | None = None,
     **generate_kwargs,
 ) -> Iterator[list[str]]:
     """Translates `sentences` window by window: reads `window` of them, translates them as `translate` does (sorted
-    by length into batches of at most `max_tokens` padded source tokens), yields their hypotheses in input order, and
+    by length into batches of at most `max_tokens` tokens), yields their hypotheses in input order, and
     only then reads the next window. Sorting within a window rather than over the whole input is what Marian's
     maxi-batches and CTranslate2's `translate_file` do.
 
@@ -191,7 +197,7 @@ def translate_stream(
     the memory of one window, and each window's translations can be written as soon as it is done. The default of
     10,000 lines weighs the two costs of a window: with the paper's beam search on a CPU (about 65 sentences/s for
     the model of docs/speed.md) a window is done every two to three minutes, the most an interruption loses; and it
-    holds some 50 batches of 4096 tokens of typical sentences, so sorting it leaves little more padding than sorting
+    holds some 80 batches of typical sentences, so sorting it leaves little more padding than sorting
     the whole input would. `vaswani_hf.benchmarks.streaming` measures both paths.
 
     `total` (the number of sentences, when known) sizes the progress bar. Options and errors are `translate`'s; they
@@ -240,7 +246,7 @@ def _translate_window(model, tokenizer, sentences: list[str], max_tokens: int, p
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in length_batches([len(sequence) for sequence in ids], max_tokens):
+            for batch in length_batches(decoding_lengths(model, ids, generate_kwargs), max_tokens):
                 inputs = pad_ids([ids[position] for position in batch], pad_token_id, model.device)
                 output = model.generate(**inputs, **generate_kwargs)
                 # return_dict_in_generate=True gives a ModelOutput that holds the ids as `sequences`.
@@ -252,6 +258,22 @@ def _translate_window(model, tokenizer, sentences: list[str], max_tokens: int, p
     finally:
         model.train(was_training)
     return hypotheses
+
+
+def decoding_lengths(model, ids: Sequence[Sequence[int]], generate_kwargs: dict) -> list[int]:
+    """What each sentence counts for in a batch of `max_tokens`: the positions its output may reach (source length +
+    50 with the paper's limit, else the call's `max_new_tokens` or `max_length`), or its source length where that is
+    longer. Beam search keeps that many positions of keys and values for each beam, in a cache sized for the batch's
+    longest limit, and that cache and the beams' scores over the vocabulary are most of decoding's memory. Counted
+    by the source alone, batches of short sentences, whose limit is many times their length, set the peak memory,
+    while batches of long ones were needlessly small (docs/speed.md, "Memory")."""
+    offset = source_length_offset(model, generate_kwargs.get("generation_config"), generate_kwargs)
+    if offset is not None:
+        return [len(sequence) + offset for sequence in ids]
+    config = generate_kwargs.get("generation_config") or model.generation_config
+    new_tokens = generate_kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
+    limit = new_tokens if new_tokens is not None else generate_kwargs.get("max_length", config.max_length)
+    return [max(len(sequence), limit) for sequence in ids]
 
 
 def check_translation_options(model, window: int, max_tokens: int, generate_kwargs: dict) -> None:
@@ -273,7 +295,7 @@ def translate_file(
     source: dict | None,
     restart: bool = False,
     window: int = DEFAULT_WINDOW,
-    max_tokens: int = 4096,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
     show_progress: bool = False,
     **generate_kwargs,
 ) -> int:

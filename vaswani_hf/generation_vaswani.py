@@ -73,10 +73,10 @@ def source_lengths(inputs: torch.Tensor | None, kwargs: dict, pad_token_id: int)
     return torch.full((states.shape[0],), states.shape[1], device=states.device)
 
 
-def add_source_length_limit(model, inputs, generation_config, kwargs: dict, logits_processor):
-    """Sets up the paper's per-sentence output limit (§6.1) for one `generate()` call of `model`: a `SourceLengthLimit`
-    after `logits_processor`, and `kwargs["max_new_tokens"]` at the longest sentence's limit. Returns the logits
-    processors to pass on.
+def source_length_offset(model, generation_config, kwargs: dict) -> int | None:
+    """The offset of the output limit (source length + offset, §6.1) that a `generate()` call of `model` with
+    `generation_config` and `kwargs` decodes with; None where the call sets a limit of its own or switches this one
+    off.
 
     The limit applies unless the call passes `max_length` or `max_new_tokens` (or a `generation_config` with
     `max_new_tokens`); `max_length_offset=None` (in the call or the generation config) switches it off. A setting the
@@ -84,7 +84,7 @@ def add_source_length_limit(model, inputs, generation_config, kwargs: dict, logi
     `generation_config` leaves unset: a GenerationConfig(num_beams=4) keeps input + 50.
     """
     if "max_length_offset" in kwargs:
-        offset = kwargs.pop("max_length_offset")
+        offset = kwargs["max_length_offset"]
     elif generation_config is not None and hasattr(generation_config, "max_length_offset"):
         offset = generation_config.max_length_offset
     else:
@@ -93,7 +93,17 @@ def add_source_length_limit(model, inputs, generation_config, kwargs: dict, logi
         generation_config is not None
         and (generation_config.max_new_tokens is not None or "max_length" in generation_config.to_diff_dict())
     )
-    if offset is None or explicit_limit:
+    return None if explicit_limit else offset
+
+
+def add_source_length_limit(model, inputs, generation_config, kwargs: dict, logits_processor):
+    """Sets up the paper's per-sentence output limit (§6.1) for one `generate()` call of `model`: a `SourceLengthLimit`
+    after `logits_processor`, and `kwargs["max_new_tokens"]` at the longest sentence's limit. Returns the logits
+    processors to pass on. When the limit applies is `source_length_offset`'s to say.
+    """
+    offset = source_length_offset(model, generation_config, kwargs)
+    kwargs.pop("max_length_offset", None)
+    if offset is None:
         return logits_processor
     # The decoder reads <s> plus all but the last output token: outputs fit in max_position_embeddings (a recurrent
     # model has no such limit).
@@ -121,7 +131,7 @@ class GrowingCacheLayer(DynamicLayer):
     def __init__(self, capacity: int | None = None):
         super().__init__()
         self.capacity = capacity or self.initial_capacity
-        self._buffers = self._spare = None  # (keys, values), each (B, H, capacity, D)
+        self._buffers = None  # (keys, values), each (B, H, capacity, D)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
@@ -153,22 +163,20 @@ class GrowingCacheLayer(DynamicLayer):
         return self._buffers
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Beam search: row i takes the cache of beam `beam_idx[i]`. Gathered into a second buffer that is then
-        swapped in, so no step allocates."""
+        """Beam search: row i takes the cache of beam `beam_idx[i]`, in place. The gather goes through a temporary of
+        one tensor's filled part, so the peak is the buffers plus that. A second set of buffers to gather into,
+        swapped in at every step, saved that copy but doubled the cache, the largest part of decoding's peak memory
+        (docs/speed.md, "Memory")."""
         length = self.get_seq_length()
         if not length:
             return
-        buffers, spare = self._buffers, self._spare
-        if spare is None or spare[0].shape != buffers[0].shape:
-            spare = tuple(torch.empty_like(b) for b in buffers)
-        beam_idx = beam_idx.to(buffers[0].device)
-        for source, target in zip(buffers, spare, strict=True):
-            torch.index_select(source[:, :, :length], 0, beam_idx, out=target[:, :, :length])
-        self._buffers, self._spare = spare, buffers
-        self.keys, self.values = spare[0][:, :, :length], spare[1][:, :, :length]
+        beam_idx = beam_idx.to(self._buffers[0].device)
+        for buffer in self._buffers:
+            buffer[:, :, :length] = buffer[:, :, :length].index_select(0, beam_idx)  # (B, H, L, D)
+        self.keys, self.values = self._buffers[0][:, :, :length], self._buffers[1][:, :, :length]
 
     def reset(self) -> None:
-        self._buffers = self._spare = None
+        self._buffers = None
         super().reset()
 
 

@@ -15,17 +15,17 @@ it spent reading before translating, sentences/s of the translating, and the tim
 
 - `stream`: `vaswani_hf.evaluation.translate_file`, what `vaswani-translate --input FILE --output OUT` runs: the whole
   file read once to fingerprint it, then its first N lines in windows of `--window` lines (10,000 by default), each
-  sorted into batches of at most 4096 padded tokens, decoded with the model's generation config (the paper's beam 4,
-  GNMT penalty 0.6, source length + 50), and appended to OUT.partial when it is done. The first output line is when
-  the first window reaches the file: when the stream asks for the next window's first line, which it reads only
-  then.
+  sorted into batches of at most `evaluation.DEFAULT_MAX_TOKENS` tokens (the default of `--max-tokens`),
+  decoded with the model's generation config (the paper's beam 4, GNMT penalty 0.6, source length + 50), and
+  appended to OUT.partial when it is done. The first output line is when the first window reaches the file: when the
+  stream asks for the next window's first line, which it reads only then.
 - `whole`: what `vaswani-translate` did before: `files.read_lines` of the whole file, then `evaluation.translate`,
   which tokenizes every line before its first batch and writes nothing before its last. Only the first N lines are
   decoded, while the token ids of the others are held beside them, as `translate` would hold them: its memory is the
   whole file's, its speed that of N lines sorted all together.
 - `ctranslate2` (when CTranslate2 is installed): the model exported with `vaswani_hf.export.ctranslate2`, the first N
   lines read in the same windows, each decoded by CTranslate2's translator (beam 4, its |Y| ** 0.6 penalty, batches of
-  4096 tokens) and written when it is done.
+  4096 source tokens) and written when it is done.
 
 Then the resume check: a file of the first `--resume-lines` lines is translated by `translate_file` in windows of
 `--resume-window` lines, in a process killed with SIGKILL once two windows are written, then again to the end, and
@@ -53,7 +53,7 @@ from pathlib import Path
 from .. import files
 from ..evaluation import DEFAULT_WINDOW
 from ..provenance import provenance
-from .translation import BEAM, load_test_set
+from .translation import BEAM, CTRANSLATE2_MAX_TOKENS, load_test_set
 
 RUNS = ("stream", "whole", "ctranslate2")
 FILE_LINES = 1_000_000
@@ -140,13 +140,15 @@ def prepare(run: str, model_dir: str, scratch: str):
     translator = CTranslate2Translator(converted, tokenizer, intra_threads=torch.get_num_threads())
 
     def warm_up(sentences):
-        translator.translate(sentences, **BEAM, max_batch_size=4096, batch_type="tokens")
+        translator.translate(sentences, **BEAM, max_batch_size=CTRANSLATE2_MAX_TOKENS, batch_type="tokens")
 
     def translate(source, lines, window, output):
         first_output_at = None
         with open(output, "w", encoding="utf-8") as file:
             for sentences in evaluation.sentence_windows(first_lines(source, lines), window):
-                hypotheses = translator.translate(sentences, **BEAM, max_batch_size=4096, batch_type="tokens")
+                hypotheses = translator.translate(
+                    sentences, **BEAM, max_batch_size=CTRANSLATE2_MAX_TOKENS, batch_type="tokens"
+                )
                 file.write("".join(hypothesis + "\n" for hypothesis in hypotheses))
                 file.flush()
                 first_output_at = first_output_at or time.perf_counter()

@@ -6,18 +6,22 @@
 Translates the built-in corpus's help test split (1,843 sentences; `--test` for another parallel file) with one saved
 post-norm model, in a fresh process per run, and reports seconds, sentences/s, target tokens/s (the hypotheses'
 tokens with their </s>, counted by the model's tokenizer for every engine alike), the peak memory the translation
-adds (Linux VmHWM, as scripts/benchmark.py measures it), BLEU and chrF. A run is ENGINE:DTYPE[:PENALTY]:
+adds (Linux VmHWM, as scripts/benchmark.py measures it), BLEU and chrF. A run is ENGINE:DTYPE[:PENALTY][@MAX_TOKENS]:
 
 - `vaswani_hf`: `vaswani_hf.evaluation.translate`, as a user of this package calls it: length-sorted batches of at
-  most 4096 padded source tokens, the model's generation config (beam 4, alpha 0.6, early stopping, at most source
-  length + 50 tokens). PENALTY `gnmt` is the paper's ((5 + |Y|) / 6) ** alpha; `power` is |Y| ** alpha, the only
-  form Marian's and CTranslate2's beam searches have, for the runs that must do the same work as theirs.
+  most `evaluation.DEFAULT_MAX_TOKENS` tokens, each sentence counted at its output limit, the model's generation
+  config (beam 4, alpha 0.6, early stopping, at most source length + 50 tokens). PENALTY `gnmt` is the paper's
+  ((5 + |Y|) / 6) ** alpha; `power` is |Y| ** alpha, the only form Marian's and CTranslate2's beam searches have, for
+  the runs that must do the same work as theirs.
 - `marian`: the same weights converted into transformers' `MarianMTModel` (`vaswani_hf.export.marian`), decoded the
   way a transformers user does: `generate()` over batches of 32 sentences in file order, padded, with beam 4,
   `length_penalty=0.6`, early stopping and `max_new_tokens` = the batch's longest source + 50.
 - `ctranslate2`: the model exported with `vaswani_hf.export.ctranslate2` and decoded by CTranslate2 through its
-  translator (same beam, penalty |Y| ** alpha, limit and batches of 4096 tokens); DTYPE fp32 or int8 (weights
+  translator (same beam, penalty |Y| ** alpha, limit and batches of 4096 source tokens); DTYPE fp32 or int8 (weights
   quantized on load, computing in int8 where CTranslate2 can).
+
+`@MAX_TOKENS` after a vaswani_hf or ctranslate2 run sets its batches' size (`--max-tokens`; for CTranslate2, source
+tokens): `vaswani_hf:fp32:gnmt@2048`. The peak memory of decoding grows with it.
 
 Runs with the same search in fp32 (vaswani_hf:fp32:power, marian:fp32, ctranslate2:fp32) should give the same BLEU:
 the proof that they did the same work; the report counts the hypotheses identical to vaswani_hf:fp32:power's.
@@ -34,7 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..evaluation import DEFAULT_MAX_TOKENS
 from ..files import write_atomic
+from ..generation_vaswani import PAPER_DECODING
 from ..provenance import provenance
 
 DEFAULT_RUNS = (
@@ -49,11 +55,15 @@ DEFAULT_RUNS = (
 )
 REFERENCE_RUN = "vaswani_hf:fp32:power"
 MARIAN_BATCH = 32
+# CTranslate2's batch_type="tokens" counts source tokens only.
+CTRANSLATE2_MAX_TOKENS = 4096
 BEAM = dict(num_beams=4, length_penalty=0.6)
 
 
-def parse_run(spec: str) -> tuple[str, str, str]:
-    parts = spec.split(":")
+def parse_run(spec: str) -> tuple[str, str, str, int | None]:
+    """ENGINE:DTYPE[:PENALTY][@MAX_TOKENS] as (engine, dtype, penalty, max_tokens); max_tokens None: the default."""
+    search, _, budget = spec.partition("@")
+    parts = search.split(":")
     engine, dtype = parts[0], parts[1] if len(parts) > 1 else "fp32"
     penalty = parts[2] if len(parts) > 2 else ("gnmt" if engine == "vaswani_hf" else "power")
     allowed = {
@@ -65,7 +75,14 @@ def parse_run(spec: str) -> tuple[str, str, str]:
         raise ValueError(f"run {spec!r}: expected ENGINE:DTYPE[:PENALTY] with ENGINE:DTYPE among {allowed}")
     if engine != "vaswani_hf" and penalty != "power":
         raise ValueError(f"run {spec!r}: {engine} has only the |Y| ** alpha penalty (power)")
-    return engine, dtype, penalty
+    max_tokens = None
+    if budget:
+        if engine == "marian":
+            raise ValueError(f"run {spec!r}: marian decodes batches of {MARIAN_BATCH} sentences, not of MAX_TOKENS")
+        if not budget.isdigit() or int(budget) == 0:
+            raise ValueError(f"run {spec!r}: MAX_TOKENS after @ must be a positive whole number")
+        max_tokens = int(budget)
+    return engine, dtype, penalty, max_tokens
 
 
 def load_test_set(test: str | None) -> tuple[list[str], list[str]]:
@@ -83,7 +100,7 @@ def load_test_set(test: str | None) -> tuple[list[str], list[str]]:
 # ---------------------------------------------------------------------------------------------------------------------
 # One run, in its own process
 # ---------------------------------------------------------------------------------------------------------------------
-def prepare(engine: str, dtype: str, penalty: str, model_dir: str, scratch: str):
+def prepare(engine: str, dtype: str, penalty: str, max_tokens: int, model_dir: str, scratch: str):
     """Loads (and converts) the model, and returns `translate(sentences) -> hypotheses`; none of this is timed."""
     import torch
     from transformers import AutoTokenizer
@@ -94,7 +111,7 @@ def prepare(engine: str, dtype: str, penalty: str, model_dir: str, scratch: str)
     if engine == "vaswani_hf":
         model, tokenizer, _ = evaluation.load_model(model_dir, device="cpu", dtype=dtype)
         options = {"length_penalty_type": "power"} if penalty == "power" else {}
-        return lambda sentences: evaluation.translate(model, tokenizer, sentences, **options)
+        return lambda sentences: evaluation.translate(model, tokenizer, sentences, max_tokens=max_tokens, **options)
     if engine == "marian":
         from ..export.marian import to_marian
 
@@ -124,7 +141,7 @@ def prepare(engine: str, dtype: str, penalty: str, model_dir: str, scratch: str)
         compute_type="int8" if dtype == "int8" else "default",
         intra_threads=torch.get_num_threads(),
     )
-    return lambda sentences: translator.translate(sentences, **BEAM, max_batch_size=4096, batch_type="tokens")
+    return lambda sentences: translator.translate(sentences, **BEAM, max_batch_size=max_tokens, batch_type="tokens")
 
 
 def worker(spec: str, model_dir: str, test: str | None, result_path: str) -> None:
@@ -134,10 +151,11 @@ def worker(spec: str, model_dir: str, test: str | None, result_path: str) -> Non
     from ..training.memory import keep_freed_memory
 
     keep_freed_memory()
-    engine, dtype, penalty = parse_run(spec)
+    engine, dtype, penalty, max_tokens = parse_run(spec)
     sources, _ = load_test_set(test)
     with tempfile.TemporaryDirectory() as scratch:
-        translate = prepare(engine, dtype, penalty, model_dir, scratch)
+        default = DEFAULT_MAX_TOKENS if engine == "vaswani_hf" else CTRANSLATE2_MAX_TOKENS
+        translate = prepare(engine, dtype, penalty, max_tokens or default, model_dir, scratch)
         translate(sources[:16])  # warm-up: allocators, kernels, the first call's one-off costs
         result = {}
 
@@ -168,14 +186,16 @@ def measure(spec: str, model_dir: str, test: str | None) -> dict:
 def batching(sources: list[str], hypotheses: list[str], tokenizer) -> dict:
     """How much of the work each batching does is padding, from the sentences' source and output lengths: the share of
     padded source positions, and of decoder steps taken for sentences that had already ended (a batch decodes until
-    its longest output ends). `vaswani_hf` batches length-sorted sources of at most 4096 padded tokens, Marian 32
-    sentences in file order."""
+    its longest output ends). `vaswani_hf` batches length-sorted sentences as `evaluation.translate` does by default
+    (each counted at its output limit, source length + 50), Marian 32 sentences in file order."""
     from ..data.batching import length_batches
 
     source_lengths = [len(ids) for ids in tokenizer(sources)["input_ids"]]
     output_lengths = [len(ids) for ids in tokenizer(hypotheses)["input_ids"]]
     schemes = {
-        "vaswani_hf": length_batches(source_lengths, 4096),
+        "vaswani_hf": length_batches(
+            [n + PAPER_DECODING["max_length_offset"] for n in source_lengths], DEFAULT_MAX_TOKENS
+        ),
         "marian": [list(range(i, min(i + MARIAN_BATCH, len(sources)))) for i in range(0, len(sources), MARIAN_BATCH)],
     }
     shares = {}
@@ -233,7 +253,7 @@ def markdown(data: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in data["rows"]:
-        dtype = row["run"].split(":")[1]
+        dtype = parse_run(row["run"])[1]
         marian = by_run.get(f"marian:{dtype}")
         ratio = f"{marian['seconds'] / row['seconds']:.2f}x" if marian else "-"
         peak = f"{row['peak_mib']:,.0f}" if row["peak_mib"] is not None else "-"
@@ -258,7 +278,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="a saved post-norm VaswaniForConditionalGeneration and its tokenizer")
     parser.add_argument("--test", help="a parallel en-de test set load_parallel reads (default: built-in test_help)")
-    parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="ENGINE:DTYPE[:PENALTY] (default: all)")
+    parser.add_argument(
+        "--runs", nargs="+", default=list(DEFAULT_RUNS), help="ENGINE:DTYPE[:PENALTY][@MAX_TOKENS] (default: all)"
+    )
     parser.add_argument("--output", help="JSON file for the figures")
     parser.add_argument("--markdown", help="Markdown file for the table")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -3,12 +3,19 @@
 import argparse
 import sys
 
-from vaswani_hf.evaluation import DEFAULT_WINDOW, DTYPES
+from vaswani_hf.evaluation import DEFAULT_MAX_TOKENS, DEFAULT_WINDOW, DTYPES
 
 
 def add_translation_options(parser: argparse.ArgumentParser) -> None:
     """Batching, resuming, device, precision, progress and decoding overrides, for the commands that translate."""
-    parser.add_argument("--max-tokens", type=int, default=4096, help="padded source tokens per batch (default: 4096)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=DEFAULT_MAX_TOKENS,
+        help="tokens per batch, each sentence counted at its output limit (source length + 50 by default): the peak "
+        f"memory of decoding grows with it (default: {DEFAULT_MAX_TOKENS:,}; docs/speed.md measures what each setting "
+        "costs)",
+    )
     parser.add_argument(
         "--window",
         type=int,
