@@ -13,6 +13,7 @@ import torch
 
 from vaswani_hf import VaswaniForConditionalGeneration, train_shared_bpe
 from vaswani_hf.evaluation import (
+    decoding_lengths,
     evaluate_model,
     load_metric,
     score,
@@ -170,6 +171,24 @@ def test_translate_batches_within_max_tokens(monkeypatch, model, tokenizer):
     shapes.clear()
     translate(model, tokenizer, SOURCES, max_tokens=10_000, **GREEDY)
     assert [shape[0] for shape in shapes] == [len(SOURCES)]
+
+
+def test_translate_counts_each_sentence_at_its_output_limit(monkeypatch, model, tokenizer):
+    """Decoding keeps up to the output limit's positions for every beam, so that is what a batch counts: with the
+    paper's limit, source length + 50 per sentence, which makes short sentences cost nearly as much as long ones."""
+    ids = tokenizer(SOURCES)["input_ids"]
+    lengths = [len(sequence) for sequence in ids]
+    assert decoding_lengths(model, ids, {}) == [n + 50 for n in lengths]
+    assert decoding_lengths(model, ids, {"max_length_offset": 5}) == [n + 5 for n in lengths]
+    assert decoding_lengths(model, ids, {"max_new_tokens": 9}) == [max(n, 9) for n in lengths]
+    switched_off = decoding_lengths(model, ids, {"max_length_offset": None})
+    assert switched_off == [max(n, model.generation_config.max_length) for n in lengths]
+
+    budget = 2 * (max(lengths) + 50)  # by the source alone, all five sentences would fit
+    shapes = count_generate_calls(monkeypatch, model)
+    translate(model, tokenizer, SOURCES, max_tokens=budget, num_beams=1)
+    assert sorted(shape[0] for shape in shapes) == [1, 2, 2]
+    assert all(shape[0] * (shape[1] + 50) <= budget for shape in shapes)
 
 
 def test_translate_empty_sentences_skip_the_model(monkeypatch, model, tokenizer):
