@@ -116,6 +116,14 @@ COMMANDS: dict[str, Run | Skip] = {
     "vaswani-main-job --no-curve --output-dir outputs/main-job-postnorm model.norm_first=false": Run(
         before=("--minutes", "0.2", "--processes", "1"), after=TINY_RUN, slow=True
     ),
+    "vaswani-main-job --minutes 15 --no-curve --output-dir outputs/main-job-postnorm-15min model.norm_first=false": Run(
+        after=("--minutes", "0.2", "--processes", "1", *TINY_RUN), slow=True
+    ),
+    "python scripts/benchmark_translation.py outputs/main-job-postnorm-15min/model --runs vaswani_hf:fp32:power "
+    "vaswani_hf:fp32:gnmt vaswani_hf:fp32:gnmt@2048 vaswani_hf:fp32:gnmt@8192 marian:fp32 ctranslate2:fp32 --output "
+    "docs/benchmarks/translation-memory-cpu.json --markdown docs/benchmarks/translation-memory-cpu.md": Run(
+        after=("--test", "test.tsv"), slow=True
+    ),
     # docs/training.md
     "python scripts/benchmark_corpus.py --output docs/benchmarks/corpus-wmt-size.json --markdown "
     "docs/benchmarks/corpus-wmt-size.md": Run(after=("--pairs", "2000", "--runs", "cold", "resume"), slow=True),
@@ -441,6 +449,6 @@ def test_the_commands_that_train_or_measure_run_with_tiny_settings(corpus, tmp_p
         "runs/base/model/model.safetensors", "runs/my-run/model/model.safetensors",
         "runs/two-processes/model/model.safetensors", "outputs/main-job-postnorm/results.json",
         "outputs/main-job-sh/results.json", "docs/benchmarks/translation-cpu.json", "docs/benchmarks/cpu-headline.json",
-        "outputs/recurrence-study/study.json",
+        "outputs/recurrence-study/study.json", "docs/benchmarks/translation-memory-cpu.json",
     ):  # fmt: skip
         assert (tmp_path / path).exists(), path

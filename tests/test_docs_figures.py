@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from vaswani_hf.benchmarks import translation as benchmark_translation
 from vaswani_hf.studies.recurrence import render_markdown, render_verdicts, verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,6 +396,96 @@ CLAIMS.append(
         ],
     )
 )
+
+
+# docs/speed.md and the README: the batch sizes of decoding and their memory
+MEMORY = "docs/benchmarks/translation-memory-cpu.json"
+WEAK_MODEL = "docs/benchmarks/main-job-postnorm-15min-results.json"
+
+
+def memory_row(run: str) -> dict:
+    return row(MEMORY, run)
+
+
+def times_marian(run: str) -> str:
+    return f"{memory_row('marian:fp32')['seconds'] / memory_row(run)['seconds']:.2f}"
+
+
+def differing(run: str) -> str:
+    return thousands(memory_row(run)["sentences"] - memory_row(run)["identical_to_reference"])
+
+
+MEMORY_TARGET = (
+    "At the default of 4,096 tokens, decoding peaked at {} MiB against {} MiB for Marian's batches of 32, at {} times "
+    "Marian's speed (target: at Marian's peak memory or less, at least twice its speed)."
+)
+CLAIMS += [
+    (
+        page,
+        MEMORY_TARGET,
+        [
+            lambda: thousands(memory_row("vaswani_hf:fp32:gnmt")["peak_mib"]),
+            lambda: thousands(memory_row("marian:fp32")["peak_mib"]),
+            lambda: times_marian("vaswani_hf:fp32:gnmt"),
+        ],
+    )
+    for page in ("docs/speed.md", "README.md")
+]
+CLAIMS += [
+    (
+        "docs/speed.md",
+        "8,192 tokens were {} faster than the default and took {} MiB; 2,048 tokens took {} MiB at {} times Marian's "
+        "speed.",
+        [
+            lambda: (
+                f"{memory_row('vaswani_hf:fp32:gnmt')['seconds'] / memory_row('vaswani_hf:fp32:gnmt@8192')['seconds'] - 1:.0%}"
+            ),
+            lambda: thousands(memory_row("vaswani_hf:fp32:gnmt@8192")["peak_mib"]),
+            lambda: thousands(memory_row("vaswani_hf:fp32:gnmt@2048")["peak_mib"]),
+            lambda: times_marian("vaswani_hf:fp32:gnmt@2048"),
+        ],
+    ),
+    (
+        "docs/speed.md",
+        "{} updates in 15 minutes on this CPU reach BLEU {} on the help test split; its translations are {} longer than "
+        "the references",
+        [
+            lambda: thousands(load(WEAK_MODEL)["train"]["updates"]),
+            lambda: f"{load(WEAK_MODEL)['test']['test_help']['bleu']:.1f}",
+            lambda: f"{load(WEAK_MODEL)['test']['test_help']['bleu_details']['ratio'] - 1:.0%}",
+        ],
+    ),
+    (
+        "docs/speed.md",
+        "Marian's and CTranslate2's translations differ from ours in {} and {} of {} sentences",
+        [
+            lambda: differing("marian:fp32"),
+            lambda: differing("ctranslate2:fp32"),
+            lambda: thousands(memory_row("marian:fp32")["sentences"]),
+        ],
+    ),
+    (
+        "docs/speed.md",
+        "such batches of short sentences set the peak ({} MiB for the stream of the next section, at that default)",
+        [lambda: thousands(row(STREAMING, "stream")["peak_mib"])],
+    ),
+    (
+        "docs/speed.md",
+        "The batch sizes measured on a {}-core {} without bf16 instructions",
+        [lambda: str(load(MEMORY)["provenance"]["cpu"]["cores"]), lambda: load(MEMORY)["provenance"]["cpu"]["model"]],
+    ),
+]
+
+
+def test_the_memory_table_on_the_speed_page_is_its_results_file():
+    """The table is what `benchmark_translation.markdown` makes of the committed JSON, and docs/speed.md quotes it
+    whole."""
+    table = benchmark_translation.markdown(load(MEMORY))
+    assert table == (ROOT / MEMORY).with_suffix(".md").read_text()
+    assert table in (ROOT / "docs" / "speed.md").read_text()
+    # What the pages say of the target.
+    assert memory_row("vaswani_hf:fp32:gnmt")["peak_mib"] <= memory_row("marian:fp32")["peak_mib"]
+    assert float(times_marian("vaswani_hf:fp32:gnmt")) >= 2
 
 
 @pytest.mark.parametrize("page, claim, figures", CLAIMS, ids=[f"{page}:{claim[:40]}" for page, claim, _ in CLAIMS])

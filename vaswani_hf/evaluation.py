@@ -127,8 +127,8 @@ def check_sentences(name: str, sentences, first_index: int = 0) -> list[str]:
 # Lines that `translate_stream` reads, sorts and translates together (see there for the choice).
 DEFAULT_WINDOW = 10_000
 # Tokens per batch, each sentence counted at its output limit (`decoding_lengths`). In docs/speed.md's "Memory", 4096
-# kept decoding within the peak memory of Marian's batches of 32 sentences, with a margin for the peak's variation
-# from run to run, at 2.8 times their speed; 8192 was 11% faster and above it.
+# kept decoding well within the peak memory of Marian's batches of 32 sentences (the peak varies from run to run), at
+# 3.1 times their speed; 8192 was 8% faster and above it.
 DEFAULT_MAX_TOKENS = 4096
 
 
@@ -273,7 +273,7 @@ def decoding_lengths(model, ids: Sequence[Sequence[int]], generate_kwargs: dict)
     config = generate_kwargs.get("generation_config") or model.generation_config
     new_tokens = generate_kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
     limit = new_tokens if new_tokens is not None else generate_kwargs.get("max_length", config.max_length)
-    return [max(len(sequence), limit) for sequence in ids]
+    return [max(len(sequence), limit or 0) for sequence in ids]
 
 
 def check_translation_options(model, window: int, max_tokens: int, generate_kwargs: dict) -> None:
