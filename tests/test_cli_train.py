@@ -240,6 +240,21 @@ def test_resume_refuses_another_model_configuration(corpus, uninterrupted, tmp_p
     assert done.returncode != 0 and "--resume" in done.stderr
 
 
+def test_a_run_killed_before_its_first_checkpoint_is_refused_a_resume_and_starts_again(corpus, tmp_path):
+    """A kill during the first write of model_config leaves only a temporary folder beside it: --resume says what to
+    do in one line, and a new start removes the leftover and writes the configuration whole."""
+    out = tmp_path / "run"
+    leftover = out / ".tmp-model_config-x1y2"
+    leftover.mkdir(parents=True)
+    (leftover / "config.json").write_text('{"model_type": "vas')
+    done = run_train(["--config", "base", "--resume", *overrides(corpus, out), *STEPS], tmp_path)
+    assert done.returncode != 0 and "holds no checkpoint to resume from" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    train(corpus, out, "train.max_steps=5", "checkpoint.every_steps=5")
+    assert not leftover.exists()
+    assert json.loads((out / "model_config" / "config.json").read_text())["model_type"] == "vaswani"
+
+
 def test_average_checkpoints_script(uninterrupted, tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
@@ -280,8 +295,13 @@ def test_resuming_a_finished_run_changes_nothing_and_a_longer_budget_trains_on(c
     assert model_file.read_bytes() == before
     assert json.loads((tmp_path / "run" / "train_summary.json").read_text()) == summary
     # A longer budget is a change a resumed run may make: it trains the extra updates and averages again.
+    config_file = tmp_path / "run" / "model_config" / "config.json"
+    config_before = os.stat(config_file)
     train(corpus, tmp_path / "run", *STEPS, "train.max_steps=310", "train.log_every=7", resume=True)
     assert json.loads((tmp_path / "run" / "train_summary.json").read_text())["updates"] == 310
+    # The model configuration it compared equal is left as it is: another process may be reading it meanwhile.
+    config_after = os.stat(config_file)
+    assert (config_after.st_ino, config_after.st_mtime_ns) == (config_before.st_ino, config_before.st_mtime_ns)
     # Its first log line, at update 301, is the mean loss of the one update since the resume, not of log_every
     # updates: it is near the loss logged before the resume, not a seventh of it.
     losses = logged_losses(tmp_path / "run" / "train")

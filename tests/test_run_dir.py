@@ -22,9 +22,11 @@ def test_the_layout_is_the_documented_one(tmp_path):
         assert f"  {path.name}" in module.__doc__, path.name
 
 
-def test_a_new_run_over_checkpoints_is_refused_unless_resumed(tmp_path):
+def test_a_new_run_over_checkpoints_is_refused_unless_resumed_and_a_resume_needs_one(tmp_path):
     run = RunDir(tmp_path)
     run.check_start(resume=False)  # nothing there yet
+    with pytest.raises(RunDirError, match="--resume: .* holds no checkpoint to resume from"):
+        run.check_start(resume=True)
     (run.checkpoints / "checkpoint-00000010").mkdir(parents=True)
     with pytest.raises(RunDirError, match="already holds checkpoints: pass --resume"):
         run.check_start(resume=False)

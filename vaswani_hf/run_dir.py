@@ -102,10 +102,16 @@ class RunDir:
         return [*(["--resume"] if self.has_checkpoints() else []), f"output_dir={self.root}"]
 
     def check_start(self, *, resume: bool) -> None:
-        """Refuses to start a new run over one that has checkpoints: it would train from scratch and mix the two."""
+        """Refuses to start a new run over one that has checkpoints (it would train from scratch and mix the two), and
+        to resume in a folder that has none."""
         if not resume and self.has_checkpoints():
             raise RunDirError(
                 f"{self.root} already holds checkpoints: pass --resume to continue, or choose another output_dir."
+            )
+        if resume and not self.has_checkpoints():
+            raise RunDirError(
+                f"--resume: {self.root} holds no checkpoint to resume from (the run stopped before its first one, or "
+                "the folder is not a run's): start it without --resume."
             )
 
     def read_json(self, path: Path) -> dict:

@@ -29,7 +29,7 @@ from ..data.batching import collate
 from ..data.parallel import tokenize_pairs
 from ..data.prepared import prepare_tokens, sequence_lengths
 from ..errors import user_errors
-from ..files import remove_partial_model_dirs, write_atomic
+from ..files import AtomicDir, remove_partial_model_dirs, write_atomic
 from ..run_dir import RunDir, RunDirError, RunLock
 from .architectures import build_model_config
 from .checkpoints import (
@@ -230,7 +230,12 @@ def setup(args: argparse.Namespace) -> Run:
     if cfg.model.attn_implementation is not None:
         model.set_attn_implementation(cfg.model.attn_implementation)
     if accelerator.is_main_process:
-        model_config.save_pretrained(config_dir)  # what averaging builds the final model from
+        if not args.resume:
+            # What averaging builds the final model from, written whole. A resumed run keeps the one it has just
+            # compared equal: the other processes may still be reading it.
+            remove_partial_model_dirs(config_dir)  # what a kill during an earlier start's write left
+            with AtomicDir(config_dir, replace=True) as folder:
+                model_config.save_pretrained(folder)
         write_atomic(run_dir.run_config, cfg.to_yaml())
     shape = {k: getattr(model_config, k, None) for k in ("model_type", "vocab_size", "hidden_size", "encoder_layers")}
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {shape}")
