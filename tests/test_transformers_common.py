@@ -64,6 +64,22 @@ class SdistUnavailable(RuntimeError):
     pass
 
 
+def extract_data(tar: tarfile.TarFile, target: Path) -> None:
+    """Extracts files and folders only, each inside `target` (the "data" filter). Python added that filter in 3.12
+    and in the security releases 3.10.12 and 3.11.4; on earlier ones (Debian 12's 3.11.2) the members are checked
+    here instead."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+        return
+    for member in tar.getmembers():
+        inside = os.path.realpath(target / member.name).startswith(os.path.realpath(target) + os.sep)
+        if not (member.isfile() or member.isdir()) or not inside:
+            raise tarfile.TarError(
+                f"{tar.name}: refusing {member.name!r}, not a plain file or folder inside the archive"
+            )
+    tar.extractall(target)
+
+
 def fetch_sdist(version: str = VERSION) -> Path:
     """The root of the extracted transformers-<version> sdist: from the cache, or downloaded with pip and extracted
     into it. Extraction goes to a temporary folder renamed into place, so a concurrent or interrupted run never leaves
@@ -91,7 +107,7 @@ def fetch_sdist(version: str = VERSION) -> Path:
             )
         extracted = Path(tmp) / "extracted"
         with tarfile.open(archives[0]) as tar:
-            tar.extractall(extracted, filter="data")
+            extract_data(tar, extracted)
         (top,) = extracted.iterdir()  # transformers-<version>/
         # transformers' tests/ is a package whose __init__.py is empty; the sdist leaves that file out, yet
         # test_configuration_common loads it (`direct_transformers_import(Path(__file__).parent)`).
