@@ -178,12 +178,12 @@ def test_translate_counts_each_sentence_at_its_output_limit(monkeypatch, model, 
     paper's limit, source length + 50 per sentence, which makes short sentences cost nearly as much as long ones."""
     ids = tokenizer(SOURCES)["input_ids"]
     lengths = [len(sequence) for sequence in ids]
-    assert decoding_lengths(model, ids, {}) == [n + 50 for n in lengths]
-    assert decoding_lengths(model, ids, {"max_length_offset": 5}) == [n + 5 for n in lengths]
-    assert decoding_lengths(model, ids, {"max_new_tokens": 9}) == [max(n, 9) for n in lengths]
-    assert decoding_lengths(model, ids, {"max_length": 30}) == [max(n, 30) for n in lengths]
+    assert decoding_lengths(model.generation_config, ids, {}) == [n + 50 for n in lengths]
+    assert decoding_lengths(model.generation_config, ids, {"max_length_offset": 5}) == [n + 5 for n in lengths]
+    assert decoding_lengths(model.generation_config, ids, {"max_new_tokens": 9}) == [max(n, 9) for n in lengths]
+    assert decoding_lengths(model.generation_config, ids, {"max_length": 30}) == [max(n, 30) for n in lengths]
     # No limit of either kind: the generation config's max_length where it has one, else the source alone.
-    switched_off = decoding_lengths(model, ids, {"max_length_offset": None})
+    switched_off = decoding_lengths(model.generation_config, ids, {"max_length_offset": None})
     assert switched_off == [max(n, model.generation_config.max_length or 0) for n in lengths]
 
     budget = 2 * (max(lengths) + 50)  # by the source alone, all five sentences would fit

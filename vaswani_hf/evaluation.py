@@ -246,7 +246,7 @@ def _translate_window(model, tokenizer, sentences: list[str], max_tokens: int, p
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in length_batches(decoding_lengths(model, ids, generate_kwargs), max_tokens):
+            for batch in length_batches(decoding_lengths(model.generation_config, ids, generate_kwargs), max_tokens):
                 inputs = pad_ids([ids[position] for position in batch], pad_token_id, model.device)
                 output = model.generate(**inputs, **generate_kwargs)
                 # return_dict_in_generate=True gives a ModelOutput that holds the ids as `sequences`.
@@ -260,17 +260,17 @@ def _translate_window(model, tokenizer, sentences: list[str], max_tokens: int, p
     return hypotheses
 
 
-def decoding_lengths(model, ids: Sequence[Sequence[int]], generate_kwargs: dict) -> list[int]:
-    """What each sentence counts for in a batch of `max_tokens`: the positions its output may reach (source length +
-    50 with the paper's limit, else the call's `max_new_tokens` or `max_length`), or its source length where that is
-    longer. Beam search keeps that many positions of keys and values for each beam, in a cache sized for the batch's
+def decoding_lengths(defaults, ids: Sequence[Sequence[int]], generate_kwargs: dict) -> list[int]:
+    """What each sentence counts for in a batch of `max_tokens`, decoded by a model whose generation config is
+    `defaults` with `generate_kwargs`: the positions its output may reach (source length + 50 with the paper's limit,
+    else the call's `max_new_tokens` or `max_length`), or its source length where that is longer. Beam search keeps that many positions of keys and values for each beam, in a cache sized for the batch's
     longest limit, and that cache and the beams' scores over the vocabulary are most of decoding's memory. Counted
     by the source alone, batches of short sentences, whose limit is many times their length, set the peak memory,
     while batches of long ones were needlessly small (docs/speed.md, "Memory")."""
-    offset = source_length_offset(model, generate_kwargs.get("generation_config"), generate_kwargs)
+    offset = source_length_offset(defaults, generate_kwargs.get("generation_config"), generate_kwargs)
     if offset is not None:
         return [len(sequence) + offset for sequence in ids]
-    config = generate_kwargs.get("generation_config") or model.generation_config
+    config = generate_kwargs.get("generation_config") or defaults
     new_tokens = generate_kwargs.get("max_new_tokens", getattr(config, "max_new_tokens", None))
     limit = new_tokens if new_tokens is not None else generate_kwargs.get("max_length", config.max_length)
     return [max(len(sequence), limit or 0) for sequence in ids]

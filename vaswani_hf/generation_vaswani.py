@@ -73,10 +73,10 @@ def source_lengths(inputs: torch.Tensor | None, kwargs: dict, pad_token_id: int)
     return torch.full((states.shape[0],), states.shape[1], device=states.device)
 
 
-def source_length_offset(model, generation_config, kwargs: dict) -> int | None:
-    """The offset of the output limit (source length + offset, §6.1) that a `generate()` call of `model` with
-    `generation_config` and `kwargs` decodes with; None where the call sets a limit of its own or switches this one
-    off.
+def source_length_offset(defaults: GenerationConfig, generation_config, kwargs: dict) -> int | None:
+    """The offset of the output limit (source length + offset, §6.1) that a `generate()` call, of a model whose
+    generation config is `defaults`, with `generation_config` and `kwargs` decodes with; None where the call sets a
+    limit of its own or switches this one off.
 
     The limit applies unless the call passes `max_length` or `max_new_tokens` (or a `generation_config` with
     `max_new_tokens`); `max_length_offset=None` (in the call or the generation config) switches it off. A setting the
@@ -88,7 +88,7 @@ def source_length_offset(model, generation_config, kwargs: dict) -> int | None:
     elif generation_config is not None and hasattr(generation_config, "max_length_offset"):
         offset = generation_config.max_length_offset
     else:
-        offset = getattr(model.generation_config, "max_length_offset", None)
+        offset = getattr(defaults, "max_length_offset", None)
     explicit_limit = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens")) or (
         generation_config is not None
         and (generation_config.max_new_tokens is not None or "max_length" in generation_config.to_diff_dict())
@@ -101,7 +101,7 @@ def add_source_length_limit(model, inputs, generation_config, kwargs: dict, logi
     after `logits_processor`, and `kwargs["max_new_tokens"]` at the longest sentence's limit. Returns the logits
     processors to pass on. When the limit applies is `source_length_offset`'s to say.
     """
-    offset = source_length_offset(model, generation_config, kwargs)
+    offset = source_length_offset(model.generation_config, generation_config, kwargs)
     kwargs.pop("max_length_offset", None)
     if offset is None:
         return logits_processor

@@ -38,9 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..evaluation import DEFAULT_MAX_TOKENS
+from ..evaluation import DEFAULT_MAX_TOKENS, decoding_lengths
 from ..files import write_atomic
-from ..generation_vaswani import PAPER_DECODING
 from ..provenance import provenance
 
 DEFAULT_RUNS = (
@@ -183,19 +182,19 @@ def measure(spec: str, model_dir: str, test: str | None) -> dict:
         return json.loads(result_path.read_text())
 
 
-def batching(sources: list[str], hypotheses: list[str], tokenizer) -> dict:
+def batching(sources: list[str], hypotheses: list[str], tokenizer, generation_config) -> dict:
     """How much of the work each batching does is padding, from the sentences' source and output lengths: the share of
     padded source positions, and of decoder steps taken for sentences that had already ended (a batch decodes until
     its longest output ends). `vaswani_hf` batches length-sorted sentences as `evaluation.translate` does by default
-    (each counted at its output limit, source length + 50), Marian 32 sentences in file order."""
+    with the model's `generation_config` (each counted at its output limit, source length + 50), Marian 32 sentences
+    in file order."""
     from ..data.batching import length_batches
 
-    source_lengths = [len(ids) for ids in tokenizer(sources)["input_ids"]]
+    source_ids = tokenizer(sources)["input_ids"]
+    source_lengths = [len(ids) for ids in source_ids]
     output_lengths = [len(ids) for ids in tokenizer(hypotheses)["input_ids"]]
     schemes = {
-        "vaswani_hf": length_batches(
-            [n + PAPER_DECODING["max_length_offset"] for n in source_lengths], DEFAULT_MAX_TOKENS
-        ),
+        "vaswani_hf": length_batches(decoding_lengths(generation_config, source_ids, {}), DEFAULT_MAX_TOKENS),
         "marian": [list(range(i, min(i + MARIAN_BATCH, len(sources)))) for i in range(0, len(sources), MARIAN_BATCH)],
     }
     shares = {}
@@ -211,7 +210,7 @@ def batching(sources: list[str], hypotheses: list[str], tokenizer) -> dict:
 
 
 def report(results: list[dict], model_dir: str, test: str | None) -> dict:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, GenerationConfig
 
     from ..evaluation import score
 
@@ -241,7 +240,7 @@ def report(results: list[dict], model_dir: str, test: str | None) -> dict:
         )
     data = {"model_dir": model_dir, "test": test or "built-in test_help", "reference_run": REFERENCE_RUN, "rows": rows}
     if reference is not None:
-        data["batching"] = batching(sources, reference, tokenizer)
+        data["batching"] = batching(sources, reference, tokenizer, GenerationConfig.from_pretrained(model_dir))
     return data
 
 
